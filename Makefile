@@ -1,0 +1,54 @@
+# Two commands for a fresh machine: `make demo` (main job) and `make test` (whole suite).
+# Both create .venv if missing and install what is needed; both are safe to re-run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pyvision-installed
+# The local CPU build of torch must come first: anything that pulls a newer torch drags in CUDA.
+TORCH := torch==2.13.0
+
+.PHONY: demo test setup system-deps lint bench clean
+
+demo: $(STAMP)
+	$(VENV)/bin/pyvision-gym demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+# OS packages: bubblewrap (the runtime's namespace sandbox) and libseccomp (its syscall
+# filter). Installed with apt-get where we may; otherwise we say what is missing and go on
+# (the runtime then warns at start-up that a layer is missing).
+system-deps:
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing="$$missing libseccomp2"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing OS packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		echo "installing OS packages with sudo:$$missing"; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "WARNING: missing OS packages:$$missing -- install them (e.g. apt-get install$$missing) for full runtime isolation; continuing without"; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.runtime_bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

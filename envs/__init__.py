@@ -1,0 +1,1 @@
+"""Task families (procedurally generated image and video tasks)."""

@@ -1,0 +1,423 @@
+"""The language layer: RestrictedPython compilation and the guards that restricted code calls.
+
+RestrictedPython rewrites attribute access, item writes, iteration, unpacking, augmented
+assignment and ``print`` into calls to guard functions; this module supplies those guards
+under a policy written for vision code: numpy / PIL / matplotlib work, file, URL, process
+and introspection routes out of them do not. This layer is not a security boundary on
+its own (see ``pyvision_gym.isolation`` for the OS layer that contains the process).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import operator
+import string
+import types
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from RestrictedPython import compile_restricted
+from RestrictedPython.Guards import (
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    safe_builtins,
+)
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+
+AGENT_MODULE = "__agent__"
+
+# Full dotted module names agent code may import. Submodules are not implied: each entry
+# is what `import X`, `from X import Y` (Y a module) and module-valued attributes may reach.
+ALLOWED_MODULES: frozenset[str] = frozenset(
+    {
+        # standard library: pure computation only
+        "math", "cmath", "statistics", "random", "itertools", "functools", "collections",
+        "collections.abc", "re", "json", "string", "heapq", "bisect", "colorsys", "fractions",
+        "decimal", "copy", "operator", "datetime", "time", "textwrap", "numbers", "unicodedata",
+        "pprint", "difflib", "typing",
+        # numerical and image libraries
+        "numpy", "numpy.linalg", "numpy.random", "numpy.fft", "numpy.polynomial", "numpy.ma",
+        "PIL", "PIL.Image", "PIL.ImageDraw", "PIL.ImageFilter", "PIL.ImageOps", "PIL.ImageEnhance",
+        "PIL.ImageStat", "PIL.ImageColor", "PIL.ImageChops", "PIL.ImageFont", "PIL.ImageSequence",
+        "matplotlib", "matplotlib.pyplot", "matplotlib.patches", "matplotlib.colors",
+        "matplotlib.cm", "matplotlib.lines", "matplotlib.ticker", "matplotlib.gridspec",
+        "matplotlib.collections", "matplotlib.path", "matplotlib.transforms", "matplotlib.figure",
+        "matplotlib.axes",
+        "scipy", "scipy.ndimage", "scipy.signal", "scipy.spatial", "scipy.spatial.distance",
+        "scipy.optimize", "scipy.interpolate", "scipy.stats",
+        "skimage", "skimage.measure", "skimage.color", "skimage.filters", "skimage.morphology",
+        "skimage.transform", "skimage.feature", "skimage.exposure", "skimage.draw",
+        "skimage.segmentation", "skimage.util",
+    }
+)
+_ALLOWED_TOPLEVEL = frozenset(m.split(".")[0] for m in ALLOWED_MODULES)
+
+# Attribute names refused on every object: file / URL / process entry points of the allowed
+# libraries (numpy load/save/memmap/DataSource/tofile, PIL open/save/fonts from files,
+# matplotlib savefig/imread/imsave/print_*), ctypes views, attribute getters that would
+# bypass this guard, and the frame / code / traceback walks of generators and coroutines.
+BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "open", "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
+        "fromfile", "tofile", "fromregex", "memmap", "open_memmap", "DataSource", "dump", "dumps",
+        "lib", "ctypes", "ctypeslib", "savefig", "imsave", "imread", "truetype", "FreeTypeFont",
+        "load_path", "save_ppm", "fp", "im", "switch_backend", "rc_file", "register_open",
+        "register_save", "register_save_all", "register_decoder", "register_encoder",
+        "attrgetter", "methodcaller", "Formatter", "mro", "system", "popen",
+        "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next",
+        "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame",
+        "ag_code", "ag_await", "func_globals", "func_code",
+    }
+) | frozenset(INSPECT_ATTRIBUTES)
+_BLOCKED_PREFIXES = ("save", "load", "print_", "dump")
+_PREFIX_EXCEPTIONS = frozenset({"load_default", "loads"})
+
+
+class PolicyViolation(PermissionError):
+    """Raised when restricted code reaches for something the runtime does not allow."""
+
+
+PolicyViolation.__module__ = "builtins"  # tracebacks show "PolicyViolation: ..." only
+
+
+def _blocked_name(name: str) -> bool:
+    if name.startswith("_") or name in BLOCKED_ATTRIBUTES:
+        return True
+    return name.startswith(_BLOCKED_PREFIXES) and name not in _PREFIX_EXCEPTIONS
+
+
+def _check_module(mod: types.ModuleType, via: str) -> types.ModuleType:
+    name = getattr(mod, "__name__", "?")
+    if name not in ALLOWED_MODULES:
+        raise PolicyViolation(f"access to module '{name}' (via {via}) is not allowed in the runtime")
+    return mod
+
+
+# --------------------------------------------------------------------------------------------
+# guarded attribute access and format strings
+# --------------------------------------------------------------------------------------------
+class _SafeFormatter(string.Formatter):
+    """``str.format`` whose ``{0.attr}`` / ``{0[key]}`` fields go through the guards."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        first, rest = _formatter_field_name_split(field_name)
+        obj = self.get_value(first, args, kwargs)
+        for is_attr, key in rest:
+            obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
+        return obj, first
+
+
+def _formatter_field_name_split(field_name: str):
+    # The parser of field names lives in the private ``_string`` module; it is trusted code.
+    import _string
+
+    return _string.formatter_field_name_split(field_name)
+
+
+_FORMATTER = _SafeFormatter()
+
+
+def _safe_format(template: str, *args: Any, **kwargs: Any) -> str:
+    return _FORMATTER.vformat(template, args, kwargs)
+
+
+def _safe_format_map(template: str, mapping: Any) -> str:
+    return _FORMATTER.vformat(template, (), mapping)
+
+
+def _bind_str_format(obj: Any, name: str) -> Callable[..., str]:
+    fn = _safe_format if name == "format" else _safe_format_map
+    if isinstance(obj, str):
+        return lambda *a, **k: fn(obj, *a, **k)
+    return fn  # accessed on the str type itself: the template is the first argument
+
+
+def _matplotlib_use(backend: str, *args: Any, **kwargs: Any) -> None:
+    if str(backend).lower() != "agg":
+        raise PolicyViolation("the runtime renders with matplotlib's Agg backend only")
+
+
+def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
+    """``getattr`` for restricted code (also bound to the ``getattr`` builtin)."""
+    if not isinstance(name, str):
+        raise TypeError("attribute name must be a string")
+    if _blocked_name(name):
+        raise PolicyViolation(f"attribute '{name}' is not accessible in the runtime")
+    if name in ("format", "format_map") and (isinstance(obj, str) or obj is str):
+        return _bind_str_format(obj, name)
+    if name == "use" and isinstance(obj, types.ModuleType) and obj.__name__ == "matplotlib":
+        return _matplotlib_use
+    try:
+        value = getattr(obj, name)
+    except AttributeError:
+        if default:
+            return default[0]
+        raise
+    if isinstance(value, types.ModuleType):
+        _check_module(value, f"attribute '{name}'")
+    return value
+
+
+def guarded_hasattr(obj: Any, name: str) -> bool:
+    try:
+        guarded_getattr(obj, name)
+    except (AttributeError, PolicyViolation):
+        return False
+    return True
+
+
+def guarded_getitem(obj: Any, key: Any) -> Any:
+    value = obj[key]
+    if isinstance(value, types.ModuleType):
+        _check_module(value, "item access")
+    return value
+
+
+def _is_agent_class(obj: Any) -> bool:
+    return isinstance(obj, type) and getattr(obj, "__module__", None) == AGENT_MODULE
+
+
+def guarded_write(obj: Any) -> Any:
+    """Target of item / attribute writes: anything but modules and library classes."""
+    if isinstance(obj, types.ModuleType):
+        raise PolicyViolation(f"modules cannot be modified in the runtime ('{obj.__name__}')")
+    if isinstance(obj, type) and not _is_agent_class(obj):
+        raise PolicyViolation(f"library classes cannot be modified in the runtime ('{obj.__name__}')")
+    return obj
+
+
+def guarded_setattr(obj: Any, name: str, value: Any) -> None:
+    if not isinstance(name, str) or name.startswith("_"):
+        raise PolicyViolation(f"attribute '{name}' cannot be set in the runtime")
+    setattr(guarded_write(obj), name, value)
+
+
+def guarded_delattr(obj: Any, name: str) -> None:
+    if not isinstance(name, str) or name.startswith("_"):
+        raise PolicyViolation(f"attribute '{name}' cannot be deleted in the runtime")
+    delattr(guarded_write(obj), name)
+
+
+_INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
+    ">>=": operator.irshift, "|=": operator.ior, "^=": operator.ixor, "&=": operator.iand,
+    "@=": operator.imatmul,
+}
+
+
+def inplacevar(op: str, x: Any, y: Any) -> Any:
+    return _INPLACE_OPS[op](x, y)
+
+
+def inplace_item(obj: Any, key: Any, op: str, value: Any) -> None:
+    """``obj[key] op= value`` with ``obj`` and ``key`` evaluated once."""
+    guarded_write(obj)[key] = inplacevar(op, guarded_getitem(obj, key), value)
+
+
+def inplace_attr(obj: Any, name: str, op: str, value: Any) -> None:
+    """``obj.name op= value``."""
+    guarded_setattr(obj, name, inplacevar(op, guarded_getattr(obj, name), value))
+
+
+# --------------------------------------------------------------------------------------------
+# imports
+# --------------------------------------------------------------------------------------------
+def _private_internal(name: str) -> bool:
+    """Private submodules of allowed packages, imported by their own C code at call time.
+
+    The compiler refuses any import with an underscore component in agent source, so such
+    a name reaching the guard comes from library internals (e.g. ``ndarray.mean`` importing
+    ``numpy._core._methods`` through the calling frame's ``__import__``).
+    """
+    parts = name.split(".")
+    return parts[0] in _ALLOWED_TOPLEVEL and any(p.startswith("_") for p in parts[1:])
+
+
+def guarded_import(
+    name: str, globals: Any = None, locals: Any = None, fromlist: Iterable[str] | None = (), level: int = 0
+) -> types.ModuleType:
+    if level != 0:
+        raise PolicyViolation("relative imports are not allowed in the runtime")
+    if name not in ALLOWED_MODULES and not _private_internal(name):
+        allowed = ", ".join(sorted(m for m in ALLOWED_MODULES if "." not in m))
+        raise PolicyViolation(f"import of '{name}' is not allowed in the runtime (allowed: {allowed}, and listed submodules)")
+    module = builtins.__import__(name, globals, locals, fromlist or (), 0)
+    for item in fromlist or ():
+        if item == "*" or _blocked_name(item):
+            raise PolicyViolation(f"'from {name} import {item}' is not allowed in the runtime")
+        value = getattr(module, item, None)
+        if value is None:
+            full = f"{name}.{item}"
+            if full in ALLOWED_MODULES:
+                builtins.__import__(full, globals, locals, (), 0)
+                value = getattr(module, item, None)
+        if isinstance(value, types.ModuleType):
+            _check_module(value, f"from {name} import {item}")
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# compilation
+# --------------------------------------------------------------------------------------------
+class VisionPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's transformer, plus: underscore-free dotted imports, no relative
+    imports, and augmented assignment to items and attributes (``d[k] += 1``, ``a[1:3] *= 2``)."""
+
+    def check_import_names(self, node: ast.ImportFrom | ast.Import) -> ast.AST:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                self.error(node, "Relative imports are not allowed.")
+            if node.module and any(p.startswith("_") for p in node.module.split(".")):
+                self.error(node, f'"{node.module}" is an invalid module name because it has a part starting with "_".')
+        for alias in node.names:
+            if any(p.startswith("_") for p in alias.name.split(".")):
+                self.error(node, f'"{alias.name}" is an invalid module name because it has a part starting with "_".')
+        return super().check_import_names(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        target = node.target
+        if isinstance(target, ast.Name):
+            return super().visit_AugAssign(node)
+        op = ast.Constant(_OP_TO_STR[type(node.op)])
+        value = self.visit(node.value)
+        if isinstance(target, ast.Subscript):
+            obj = self.visit(target.value)
+            key = self._slice_to_expr(self.visit(target.slice))
+            call = ast.Call(ast.Name("_inplace_item_", ast.Load()), [obj, key, op, value], [])
+        elif isinstance(target, ast.Attribute):
+            if target.attr.startswith("_"):
+                self.error(node, f'"{target.attr}" is an invalid attribute name because it starts with "_".')
+                return node
+            obj = self.visit(target.value)
+            call = ast.Call(
+                ast.Name("_inplace_attr_", ast.Load()), [obj, ast.Constant(target.attr), op, value], []
+            )
+        else:  # pragma: no cover - the grammar allows only the three target kinds
+            self.error(node, "Unsupported augmented assignment target.")
+            return node
+        new = ast.Expr(call)
+        ast.copy_location(new, node)
+        ast.fix_missing_locations(new)
+        return new
+
+    def _slice_to_expr(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, ast.Slice):
+            parts = [p if p is not None else ast.Constant(None) for p in (node.lower, node.upper, node.step)]
+            return ast.Call(ast.Name("_slice_", ast.Load()), parts, [])
+        if isinstance(node, ast.Tuple):
+            return ast.Tuple([self._slice_to_expr(e) for e in node.elts], ast.Load())
+        return node
+
+
+_OP_TO_STR = {
+    ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.Mod: "%=", ast.Pow: "**=",
+    ast.LShift: "<<=", ast.RShift: ">>=", ast.BitOr: "|=", ast.BitXor: "^=", ast.BitAnd: "&=",
+    ast.FloorDiv: "//=", ast.MatMult: "@=",
+}
+
+
+def compile_agent_code(source: str, filename: str) -> types.CodeType:
+    """Compile agent source under the policy; raises SyntaxError naming every violation."""
+    ast.parse(source, filename)  # a plain syntax error, with its line and offset
+    with warnings.catch_warnings():
+        # RestrictedPython warns about its own 'printed' idiom, which this runtime does not use.
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return compile_restricted(source, filename, "exec", policy=VisionPolicy)
+
+
+# --------------------------------------------------------------------------------------------
+# builtins and namespace
+# --------------------------------------------------------------------------------------------
+def _one_arg_type(obj: Any) -> type:
+    """``type(x)``; the three-argument form that builds classes is not offered."""
+    return type(obj)
+
+
+def _safe_dir(*obj: Any) -> list[str]:
+    if not obj:
+        raise PolicyViolation("dir() without an argument is not available in the runtime")
+    return [n for n in dir(obj[0]) if not _blocked_name(n)]
+
+
+def _unavailable(name: str, why: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PolicyViolation(f"{name}() is not available in the runtime: {why}")
+
+    refuse.__name__ = name
+    return refuse
+
+
+def make_builtins(display: Callable[..., None]) -> dict[str, Any]:
+    """The builtins of restricted code."""
+    b: dict[str, Any] = {k: v for k, v in safe_builtins.items() if not k.startswith("_")}
+    for name in (
+        "sorted", "zip", "tuple", "bytes", "all", "any", "enumerate", "filter", "iter", "list", "map", "max", "min", "next", "reversed",
+        "sum", "dict", "frozenset", "set", "format", "bin", "ascii", "object", "super", "staticmethod",
+        "classmethod", "property", "bytearray", "StopIteration", "StopAsyncIteration",
+        "ArithmeticError", "AssertionError", "BaseException", "SystemExit", "KeyboardInterrupt",
+        "MemoryError", "RecursionError", "GeneratorExit", "OverflowError", "LookupError",
+        "NotImplemented", "Ellipsis", "FileNotFoundError", "PermissionError", "TimeoutError",
+        "UnicodeError", "BufferError", "EOFError",
+    ):
+        b[name] = getattr(builtins, name)
+    b.update(
+        __import__=guarded_import,
+        __build_class__=builtins.__build_class__,
+        getattr=guarded_getattr,
+        hasattr=guarded_hasattr,
+        setattr=guarded_setattr,
+        delattr=guarded_delattr,
+        type=_one_arg_type,
+        dir=_safe_dir,
+        display=display,
+        open=_unavailable("open", "the runtime has no file access; use the preloaded variables"),
+        input=_unavailable("input", "there is no interactive input"),
+        exit=_unavailable("exit", "the runtime cannot be exited"),
+        quit=_unavailable("quit", "the runtime cannot be exited"),
+        help=_unavailable("help", "there is no interactive help"),
+        PolicyViolation=PolicyViolation,
+    )
+    return b
+
+
+class PrintSink:
+    """``print`` for restricted code: writes to the call's bounded output buffer."""
+
+    stream: Any = None  # set by the worker before each call
+
+    def __init__(self, _getattr_: Any = None) -> None:
+        pass
+
+    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
+        if file is not None:
+            raise PolicyViolation("print(file=...) is not available in the runtime")
+        print(*objects, sep=sep, end=end, file=PrintSink.stream)
+
+    def __call__(self) -> str:
+        raise PolicyViolation("the 'printed' variable is not available in the runtime")
+
+
+def make_namespace(display: Callable[..., None], preload: dict[str, Any]) -> dict[str, Any]:
+    """A fresh globals dict for one episode."""
+    ns: dict[str, Any] = {
+        "__builtins__": make_builtins(display),
+        "__name__": AGENT_MODULE,
+        "__metaclass__": type,
+        "_getattr_": guarded_getattr,
+        "_getitem_": guarded_getitem,
+        "_write_": guarded_write,
+        "_getiter_": iter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+        "_inplacevar_": inplacevar,
+        "_inplace_item_": inplace_item,
+        "_inplace_attr_": inplace_attr,
+        "_slice_": slice,
+        "_print_": PrintSink,
+        "_apply_": lambda f, *a, **k: f(*a, **k),
+    }
+    ns.update(preload)
+    return ns
