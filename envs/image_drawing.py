@@ -61,19 +61,31 @@ def textured_background(
     tint: int = 16,
     tile: int = 512,
 ) -> Image.Image:
-    """A smooth, low-saturation texture: one random tile mirrored across the canvas (cheap at 8K)."""
+    """A smooth, low-saturation texture: one random tile mirrored across the canvas.
+
+    The mirrored tiling is laid out at half resolution and doubled with nearest-neighbour
+    resampling (the texture is smooth, so this is invisible and halves the cost at 8K).
+    """
     cells = 8
     base = rng.uniform(lum[0], lum[1], size=(cells, cells, 1))
     tints = rng.uniform(-tint, tint, size=(cells, cells, 3))
     small = np.clip(base + tints, 0, 255).astype(np.uint8)
-    tile_img = Image.fromarray(small).resize((tile, tile), Image.Resampling.BILINEAR)
+    half = tile // 2
+    tile_img = Image.fromarray(small).resize((half, half), Image.Resampling.BILINEAR)
     mirrored_x = ImageOps.mirror(tile_img)
     variants = [tile_img, mirrored_x, ImageOps.flip(tile_img), ImageOps.flip(mirrored_x)]
-    canvas = Image.new("RGB", (width, height))
-    for row, y in enumerate(range(0, height, tile)):
-        for col, x in enumerate(range(0, width, tile)):
+    canvas = Image.new("RGB", ((width + 1) // 2, (height + 1) // 2))
+    for row, y in enumerate(range(0, canvas.height, half)):
+        for col, x in enumerate(range(0, canvas.width, half)):
             canvas.paste(variants[(col % 2) + 2 * (row % 2)], (x, y))
-    return canvas
+    return canvas.resize((width, height), Image.Resampling.NEAREST)
+
+
+def muted_colours(rng: np.random.Generator, count: int, lum: tuple[int, int] = (70, 190), tint: int = 14) -> list[RGB]:
+    """``count`` greyish colours (channel spread at most ``2 * tint``), drawn in one go."""
+    base = rng.uniform(lum[0], lum[1], size=(count, 1))
+    values = np.clip(np.round(base + rng.uniform(-tint, tint, size=(count, 3))), 0, 255).astype(int)
+    return [(r, g, b) for r, g, b in values.tolist()]
 
 
 def grey_clutter(
@@ -82,28 +94,30 @@ def grey_clutter(
     width: int,
     height: int,
     count: int,
-    max_size: int = 260,
+    max_size: int = 200,
     lum: tuple[int, int] = (70, 190),
 ) -> None:
-    """Scatter ``count`` low-saturation lines, boxes, ellipses and polygons over the canvas."""
-    kinds = rng.integers(0, 4, size=count)
-    xs = rng.integers(0, width, size=count)
-    ys = rng.integers(0, height, size=count)
-    sizes = rng.integers(12, max_size, size=(count, 2))
-    for kind, x, y, (sw, sh) in zip(kinds, xs, ys, sizes, strict=True):
-        colour = muted_colour(rng, lum)
-        x0, y0, x1, y1 = int(x), int(y), int(x + sw), int(y + sh)
-        if kind == 0:
-            ang = rng.uniform(0, np.pi)
-            x1, y1 = int(x + sw * np.cos(ang)), int(y + sw * np.sin(ang))
-            draw.line([(x0, y0), (x1, y1)], fill=colour, width=int(rng.integers(1, 5)))
-        elif kind == 1:
-            draw.rectangle([x0, y0, x1, y1], fill=colour)
-        elif kind == 2:
-            draw.ellipse([x0, y0, x1, y1], fill=colour)
+    """Scatter ``count`` low-saturation lines, boxes, ellipses and triangles over the canvas."""
+    kinds = rng.integers(0, 4, size=count).tolist()
+    xs = rng.integers(0, width, size=count).tolist()
+    ys = rng.integers(0, height, size=count).tolist()
+    sizes = rng.integers(12, max_size, size=(count, 2)).tolist()
+    angles = rng.uniform(0, np.pi, size=count)
+    ends = np.stack([np.cos(angles), np.sin(angles)], axis=1).tolist()
+    widths = rng.integers(1, 5, size=count).tolist()
+    corners = rng.uniform(-1, 1, size=(count, 3, 2)).tolist()
+    colours = muted_colours(rng, count, lum)
+    for i in range(count):
+        x, y, (sw, sh), colour = xs[i], ys[i], sizes[i], colours[i]
+        if kinds[i] == 0:
+            dx, dy = ends[i]
+            draw.line([(x, y), (x + sw * dx, y + sw * dy)], fill=colour, width=widths[i])
+        elif kinds[i] == 1:
+            draw.rectangle([x, y, x + sw, y + sh], fill=colour)
+        elif kinds[i] == 2:
+            draw.ellipse([x, y, x + sw, y + sh], fill=colour)
         else:
-            pts = [(int(x + rng.integers(-sw, sw)), int(y + rng.integers(-sh, sh))) for _ in range(3)]
-            draw.polygon(pts, fill=colour)
+            draw.polygon([(x + cx * sw, y + cy * sh) for cx, cy in corners[i]], fill=colour)
 
 
 def shape_points(shape: str, x: int, y: int, size: int) -> list[tuple[float, float]]:
@@ -142,13 +156,14 @@ def scatter_shapes(
     margin: int = 6,
 ) -> None:
     """Draw one random coloured shape inside each given grid cell (shapes never touch)."""
+    n = len(cells)
     max_size = cell - 2 * margin
-    for x0, y0 in cells:
-        size = int(rng.integers(min_size, max_size + 1))
-        x = x0 + margin + int(rng.integers(0, max_size - size + 1))
-        y = y0 + margin + int(rng.integers(0, max_size - size + 1))
-        colour = PALETTE[colours[int(rng.integers(len(colours)))]]
-        draw_shape(draw, SHAPES[int(rng.integers(len(SHAPES)))], x, y, size, colour)
+    sizes = rng.integers(min_size, max_size + 1, size=n)
+    offsets = (rng.random((n, 2)) * (max_size - sizes + 1)[:, None]).astype(int)
+    picks = rng.integers(0, len(colours), size=n).tolist()
+    shapes = rng.integers(0, len(SHAPES), size=n).tolist()
+    for (x0, y0), size, (ox, oy), c, s in zip(cells, sizes.tolist(), offsets.tolist(), picks, shapes, strict=True):
+        draw_shape(draw, SHAPES[s], x0 + margin + ox, y0 + margin + oy, size, PALETTE[colours[c]])
 
 
 def random_code(rng: np.random.Generator, pattern: str) -> str:
@@ -230,7 +245,7 @@ PHOTO_NAMES: tuple[str, ...] = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo(name: str) -> Image.Image:
     """A bundled scikit-image photo as RGB, contrast squeezed into [12, 232] (never pure white)."""
     from skimage import data
@@ -243,11 +258,17 @@ def photo(name: str) -> Image.Image:
     return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "RGB")
 
 
-def photo_collage(rng: np.random.Generator, width: int, height: int, rows: int, cols: int) -> Image.Image:
-    """Tile the canvas with randomly cropped, flipped and upscaled sample photographs."""
-    canvas = Image.new("RGB", (width, height))
-    xs = np.linspace(0, width, cols + 1).round().astype(int)
-    ys = np.linspace(0, height, rows + 1).round().astype(int)
+def photo_collage(
+    rng: np.random.Generator, width: int, height: int, rows: int, cols: int
+) -> Image.Image:
+    """Tile the canvas with randomly cropped, flipped and upscaled sample photographs.
+
+    The photos are upscaled several times anyway, so the collage is composed at half
+    resolution and doubled with nearest-neighbour resampling, which is much cheaper.
+    """
+    canvas = Image.new("RGB", ((width + 1) // 2, (height + 1) // 2))
+    xs = np.linspace(0, canvas.width, cols + 1).round().astype(int)
+    ys = np.linspace(0, canvas.height, rows + 1).round().astype(int)
     for r in range(rows):
         for c in range(cols):
             cw, ch = int(xs[c + 1] - xs[c]), int(ys[r + 1] - ys[r])
@@ -261,4 +282,4 @@ def photo_collage(rng: np.random.Generator, width: int, height: int, rows: int, 
             if rng.random() < 0.5:
                 piece = ImageOps.mirror(piece)
             canvas.paste(piece.resize((cw, ch), Image.Resampling.BILINEAR), (int(xs[c]), int(ys[r])))
-    return canvas
+    return canvas.resize((width, height), Image.Resampling.NEAREST)

@@ -7,15 +7,21 @@ name and moved into place atomically, so concurrent generators never see a parti
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+from string import Template
+from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from .base import Task, TaskFamily
 
 # Bump when any generator changes what it draws or asks: cached files carry it in their name.
 GENERATOR_VERSION = 1
@@ -35,15 +41,16 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLOR_NAMES: tuple[str, ...] = tuple(PALETTE)
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
+LETTERS = "ABCDEFGH"
 
 # (fps choices, duration range in seconds) per difficulty.
 TIMING: dict[int, tuple[tuple[int, ...], tuple[float, float]]] = {
     0: ((8, 10, 12), (6.0, 14.0)),
     1: ((5, 6), (32.0, 58.0)),
-    2: ((4,), (125.0, 235.0)),
+    2: ((3, 4), (122.0, 220.0)),
 }
 
-Item = tuple[str, int, tuple[int, int, int], int, int]  # (shape, size, rgb, x0, y0)
+Item = tuple[str, int, int, tuple[int, int, int], int, int]  # (shape, w, h, rgb, x0, y0)
 
 
 def pick_timing(rng: np.random.Generator, difficulty: int) -> tuple[int, int]:
@@ -62,20 +69,23 @@ def background(rng: np.random.Generator, w: int = FRAME_W, h: int = FRAME_H) -> 
     return frame
 
 
-@lru_cache(maxsize=None)
-def shape_mask(shape: str, size: int) -> np.ndarray:
-    """Boolean ``size×size`` mask of a square, disc, upward triangle or ring (lamp outline)."""
-    c = (size - 1) / 2.0
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    if shape == "square":
-        mask = np.ones((size, size), dtype=bool)
+@cache
+def shape_mask(shape: str, w: int, h: int) -> np.ndarray:
+    """Boolean ``h×w`` mask: square/rect, circle (ellipse), upward triangle, lamp ring, 2 px outline."""
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if shape in ("square", "rect"):
+        mask = np.ones((h, w), dtype=bool)
     elif shape == "circle":
-        mask = (xx - c) ** 2 + (yy - c) ** 2 <= (size / 2.0) ** 2
+        mask = ((xx - cx) / (w / 2.0)) ** 2 + ((yy - cy) / (h / 2.0)) ** 2 <= 1.0
     elif shape == "triangle":
-        mask = np.abs(xx - c) <= (yy + 1.0) / size * (size / 2.0)
+        mask = np.abs(xx - cx) <= (yy + 1.0) / h * (w / 2.0)
     elif shape == "ring":
-        r2 = (xx - c) ** 2 + (yy - c) ** 2
-        mask = (r2 <= (size / 2.0) ** 2) & (r2 >= (size / 2.0 - 2.0) ** 2)
+        r2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        mask = (r2 <= (w / 2.0) ** 2) & (r2 >= (w / 2.0 - 3.0) ** 2)
+    elif shape == "outline":
+        mask = np.ones((h, w), dtype=bool)
+        mask[2:-2, 2:-2] = False
     else:
         raise ValueError(f"unknown shape {shape!r}")
     mask.setflags(write=False)
@@ -124,15 +134,20 @@ def render_items(
         key = tuple(items_at(i))
         if key != prev_key:
             frame = base.copy()
-            for shape, size, rgb, x0, y0 in key:
-                paste(frame, shape_mask(shape, size), rgb, x0, y0)
+            for shape, w, h, rgb, x0, y0 in key:
+                paste(frame, shape_mask(shape, w, h), rgb, x0, y0)
             prev_key = key
         yield frame
 
 
 def video_file(cache_dir: Path, family: str, seed: int, difficulty: int) -> Path:
     """Cache location of one task's video; the name pins family, version, difficulty, seed."""
-    return Path(cache_dir) / "video" / family / f"{family}-g{GENERATOR_VERSION}-d{difficulty}-s{seed}.mp4"
+    return (
+        Path(cache_dir)
+        / "video"
+        / family
+        / f"{family}-g{GENERATOR_VERSION}-d{difficulty}-s{seed}.mp4"
+    )
 
 
 def write_mp4(
@@ -158,9 +173,10 @@ def write_mp4(
                 "g": str(gop),
                 "keyint_min": str(gop),
                 "bf": "0",
-                "preset": "veryfast",
+                "preset": "ultrafast",
                 "threads": "1",
             }
+            reformatter = VideoReformatter()  # keeps its swscale context between frames
             last_array: np.ndarray | None = None
             last_frame: av.VideoFrame | None = None
             for array in frames:
@@ -168,7 +184,7 @@ def write_mp4(
                     if count == 0:
                         stream.height, stream.width = array.shape[:2]
                     rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
-                    last_frame = rgb.reformat(format="yuv420p")
+                    last_frame = reformatter.reformat(rgb, format="yuv420p")
                     last_array = array
                 last_frame.pts = count
                 for packet in stream.encode(last_frame):
@@ -186,6 +202,158 @@ def write_mp4(
 
 
 # ---------------------------------------------------------------------------------------
+# Task-building helpers shared by the families
+# ---------------------------------------------------------------------------------------
+
+
+def options_text(options: Sequence[str]) -> str:
+    """``(A) x (B) y ...``"""
+    return " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
+
+
+def fmt_number(x: float) -> str:
+    """Up to two decimals, no trailing zeros."""
+    s = f"{x:.2f}".rstrip("0").rstrip(".")
+    return "0" if s in ("", "-0") else s
+
+
+def fmt_time(t: float) -> str:
+    """Seconds as ``37`` or ``12.5``."""
+    return fmt_number(t)
+
+
+def even(x: float) -> int:
+    """Nearest even integer (sprites sit on the 2×2 chroma grid of yuv420)."""
+    return int(2 * round(x / 2.0))
+
+
+def item(shape: str, size: int, color: str, x0: int, y0: int) -> Item:
+    """A square-box sprite of one palette colour."""
+    return (shape, size, size, PALETTE[color], int(x0), int(y0))
+
+
+def cell_origin(rng: np.random.Generator, cell: int, size: int) -> tuple[int, int]:
+    """Top-left corner for a ``size`` sprite inside one of the 4×3 cells (64 px) of a frame."""
+    col, row = cell % 4, cell // 4
+    lo, hi = 4, 64 - size - 4
+    return col * 64 + even(rng.uniform(lo, hi)), row * 64 + even(rng.uniform(lo, hi))
+
+
+def intervals_mask(n: int, intervals: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Boolean per-frame mask from half-open frame intervals."""
+    mask = np.zeros(n, dtype=bool)
+    for a, b in intervals:
+        mask[max(a, 0) : max(min(b, n), 0)] = True
+    return mask
+
+
+def choice_options(
+    rng: np.random.Generator, correct: str, pool: Sequence[str], k: int, prefer: Sequence[str] = ()
+) -> tuple[list[str], str]:
+    """``k`` shuffled options containing ``correct`` (preferred distractors first); returns (options, letter)."""
+    distract = [p for p in dict.fromkeys(prefer) if p != correct]
+    rng.shuffle(distract)
+    rest = [p for p in pool if p != correct and p not in distract]
+    rng.shuffle(rest)
+    opts = [correct, *(distract + rest)[: k - 1]]
+    order = rng.permutation(len(opts))
+    opts = [opts[i] for i in order]
+    return opts, LETTERS[opts.index(correct)]
+
+
+def code(template: str, **values: Any) -> str:
+    """Fill ``$name`` placeholders of an expert code template with ``repr`` of the values
+    (``$prelude`` becomes the shared colour/blob helper code)."""
+    mapping = {k: repr(v) for k, v in values.items()}
+    mapping["prelude"] = EXPERT_PRELUDE
+    return Template(template).substitute(mapping)
+
+
+class VideoFamily(TaskFamily):
+    """Shared plumbing: seeded rng, cached mp4 output and the Task record."""
+
+    modality = "video"
+    key: int = 0
+
+    def rng(self, seed: int, difficulty: int) -> np.random.Generator:
+        if difficulty not in self.difficulties:
+            raise ValueError(f"difficulty must be one of {self.difficulties}, got {difficulty}")
+        return np.random.default_rng([seed, difficulty, self.key])
+
+    def make_task(
+        self,
+        seed: int,
+        difficulty: int,
+        cache_dir: Path,
+        *,
+        question: str,
+        answer: str,
+        answer_type: str,
+        fps: int,
+        num_frames: int,
+        frames: Callable[[], Iterable[np.ndarray]],
+        options: list[str] | None = None,
+        tolerance: float = 0.0,
+        metadata: dict[str, Any] | None = None,
+        size: tuple[int, int] = (FRAME_W, FRAME_H),
+    ) -> Task:
+        path = video_file(Path(cache_dir), self.name, seed, difficulty)
+        if not path.exists():
+            written = write_mp4(path, frames(), fps)
+            if written != num_frames:
+                raise RuntimeError(f"{self.name}: wrote {written} frames, expected {num_frames}")
+        meta = {
+            "fps": fps,
+            "num_frames": num_frames,
+            "duration": num_frames / fps,
+            "width": size[0],
+            "height": size[1],
+            "generator_version": GENERATOR_VERSION,
+            **(metadata or {}),
+        }
+        return Task(
+            task_id=f"{self.name}-d{difficulty}-s{seed}",
+            family=self.name,
+            modality="video",
+            question=question,
+            answer=answer,
+            answer_type=answer_type,  # type: ignore[arg-type]
+            options=options,
+            tolerance=tolerance,
+            images={},
+            video_path=str(path),
+            difficulty=difficulty,
+            seed=seed,
+            metadata=meta,
+        )
+
+
+def bounce_path(
+    rng: np.random.Generator,
+    n: int,
+    speed: float,
+    lo: tuple[float, float],
+    hi: tuple[float, float],
+    start: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """``n×2`` float positions of a point moving at ``speed`` px/frame, bouncing inside a box."""
+    p = np.array(
+        start if start is not None else (rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1]))
+    )
+    ang = rng.uniform(0, 2 * math.pi)
+    v = speed * np.array([math.cos(ang), math.sin(ang)])
+    out = np.empty((n, 2))
+    for i in range(n):
+        out[i] = p
+        q = p + v
+        for a in range(2):
+            if q[a] < lo[a] or q[a] > hi[a]:
+                v[a] = -v[a]
+        p = np.clip(p + v, lo, hi)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # Expert code shared by the families (it runs in the restricted sandbox: no underscores).
 # ---------------------------------------------------------------------------------------
 
@@ -196,18 +364,22 @@ from scipy import ndimage
 HUES = {"red": 0, "orange": 31, "yellow": 55, "green": 128, "cyan": 186, "blue": 228, "magenta": 302}
 NAMES = list(HUES)
 CENTRES = np.array([HUES[n] for n in NAMES], dtype=np.float32)
+# nearest named colour for every whole degree of hue
+HUE_TABLE = np.abs((np.arange(360)[:, None] - CENTRES + 180.0) % 360.0 - 180.0).argmin(axis=1)
 
 
-def color_labels(img, min_sat=70):
-    """Index into NAMES of the nearest hue for saturated pixels, -1 elsewhere (frames or batches)."""
+def color_labels(img, min_sat=70, min_val=110):
+    """Index into NAMES of the nearest hue for bright saturated pixels, -1 elsewhere (frames or batches).
+
+    Dim pixels are left out: the dark fringe of an orange shape has a reddish hue."""
     f = np.asarray(img, dtype=np.float32)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    mx = f.max(axis=-1)
-    sat = mx - f.min(axis=-1)
+    mx = np.maximum(np.maximum(r, g), b)
+    sat = mx - np.minimum(np.minimum(r, g), b)
     d = np.maximum(sat, 1.0)
-    hue = np.where(mx == r, ((g - b) / d) % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0)) * 60.0
-    dist = np.abs((hue[..., None] - CENTRES + 180.0) % 360.0 - 180.0)
-    return np.where(sat >= min_sat, dist.argmin(axis=-1), -1)
+    hue = np.where(mx == r, ((g - b) / d) % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0))
+    lab = HUE_TABLE[(hue * 60.0).astype(np.int32) % 360]
+    return np.where((sat >= min_sat) & (mx >= min_val), lab, -1)
 
 
 def shape_of(mask):
@@ -226,23 +398,30 @@ def shape_of(mask):
 def find_blobs(img, min_area=40):
     """Saturated connected regions: colour, shape, centre x/y, box (x0, y0, x1, y1), area."""
     lab = color_labels(img)
+    counts = np.bincount(lab[lab >= 0].ravel(), minlength=len(NAMES))
     found = []
-    for k in np.unique(lab):
-        if k < 0:
+    for k in range(len(NAMES)):
+        if counts[k] < min_area:
             continue
-        clean = ndimage.binary_opening(lab == k, structure=np.ones((3, 3), dtype=bool))
+        mask = lab == k
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        oy, ox = int(rows[0]), int(cols[0])
+        crop = mask[oy:rows[-1] + 1, ox:cols[-1] + 1]
+        clean = ndimage.binary_opening(crop, structure=np.ones((3, 3), dtype=bool))
         comp, n = ndimage.label(clean)
         boxes = ndimage.find_objects(comp)
         for j in range(n):
             ys, xs = boxes[j]
-            mask = comp[ys, xs] == j + 1
-            area = int(mask.sum())
+            blob = comp[ys, xs] == j + 1
+            area = int(blob.sum())
             if area < min_area:
                 continue
+            x0, y0, x1, y1 = ox + xs.start, oy + ys.start, ox + xs.stop, oy + ys.stop
             found.append({
-                "color": NAMES[int(k)], "shape": shape_of(mask),
-                "x": (xs.start + xs.stop - 1) / 2, "y": (ys.start + ys.stop - 1) / 2,
-                "box": (xs.start, ys.start, xs.stop, ys.stop), "area": area,
+                "color": NAMES[k], "shape": shape_of(blob),
+                "x": (x0 + x1 - 1) / 2, "y": (y0 + y1 - 1) / 2,
+                "box": (x0, y0, x1, y1), "area": area,
             })
     return found
 

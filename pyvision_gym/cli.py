@@ -10,9 +10,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="pyvision-gym
 @app.command()
 def demo(timeout: float = typer.Option(30.0, help="Per-call time limit of the runtime, in seconds.")) -> None:
     """Run a short scripted episode through the sandboxed runtime and print every turn."""
-    from .demo import run_demo
+    from .demo import run_demo, run_env_demo
 
     run_demo(timeout=timeout)
+    run_env_demo()
 
 
 @app.command()

@@ -407,7 +407,8 @@ class Runtime:
 
     def _max_header(self, code: str) -> int:
         c = self.config
-        return 4 * (c.max_output_chars + c.max_error_chars) + 64 * 1024
+        # UTF-8 JSON: at most 6 bytes per character (control characters become \uXXXX).
+        return 6 * (c.max_output_chars + 2 * c.max_error_chars) + 64 * 1024
 
     def _max_blob_bytes(self) -> int:
         c = self.config

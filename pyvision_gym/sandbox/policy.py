@@ -36,7 +36,7 @@ ALLOWED_MODULES: frozenset[str] = frozenset(
         "math", "cmath", "statistics", "random", "itertools", "functools", "collections",
         "collections.abc", "re", "json", "string", "heapq", "bisect", "colorsys", "fractions",
         "decimal", "copy", "operator", "datetime", "time", "textwrap", "numbers", "unicodedata",
-        "pprint", "difflib", "typing",
+        "pprint", "difflib",
         # numerical and image libraries
         "numpy", "numpy.linalg", "numpy.random", "numpy.fft", "numpy.polynomial", "numpy.ma",
         "PIL", "PIL.Image", "PIL.ImageDraw", "PIL.ImageFilter", "PIL.ImageOps", "PIL.ImageEnhance",
@@ -66,6 +66,12 @@ BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(
         "load_path", "save_ppm", "fp", "im", "switch_backend", "rc_file", "register_open",
         "register_save", "register_save_all", "register_decoder", "register_encoder",
         "attrgetter", "methodcaller", "Formatter", "mro", "system", "popen",
+        # reads a file / runs a test suite / calls native code from a pointer
+        "rc_params_from_file", "test", "LowLevelCallable", "singledispatch", "singledispatchmethod",
+        # set attributes by name / open paths behind library helpers
+        "update_wrapper", "wraps", "OPEN", "SAVE", "SAVE_ALL", "DECODERS", "ENCODERS", "font_variant",
+        "set_file", "Cascade", "rc_context", "rc_file_defaults", "FontProperties", "FontManager",
+        "get_font", "fontManager", "ImageFile",
         "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next",
         "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame",
         "ag_code", "ag_await", "func_globals", "func_code",
@@ -95,6 +101,37 @@ def _check_module(mod: types.ModuleType, via: str) -> types.ModuleType:
     return mod
 
 
+# Classes and functions must come from an allowed package (private C accelerators such as
+# ``_heapq`` count as their public module), the builtins, agent code, or the sandbox's own
+# video handle. This closes re-exports such as ``matplotlib.Path`` (pathlib) or
+# ``ImageFont.BytesIO`` (io) that would otherwise carry file access past the import allowlist.
+_ORIGINS = _ALLOWED_TOPLEVEL | {"builtins", "pvg_sandbox"}
+_CALLABLE_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.BuiltinMethodType)
+
+
+def _check_value(value: Any, via: str) -> Any:
+    if isinstance(value, types.ModuleType):
+        return _check_module(value, via)
+    if isinstance(value, type):
+        if issubclass(value, type):
+            raise PolicyViolation(f"metaclasses are not accessible in the runtime (via {via})")
+        if value.__name__ in BLOCKED_ATTRIBUTES:
+            raise PolicyViolation(f"class '{value.__name__}' (via {via}) is not accessible in the runtime")
+        _check_origin(value, via)
+    elif isinstance(value, _CALLABLE_TYPES):
+        _check_origin(value, via)
+    return value
+
+
+def _check_origin(value: Any, via: str) -> None:
+    mod = getattr(value, "__module__", None)
+    if not isinstance(mod, str) or mod == AGENT_MODULE:
+        return
+    if mod.split(".")[0].lstrip("_") not in _ORIGINS:
+        name = getattr(value, "__qualname__", "?")
+        raise PolicyViolation(f"{via} leads to '{mod}.{name}', which is outside the runtime's allowed modules")
+
+
 # --------------------------------------------------------------------------------------------
 # guarded attribute access and format strings
 # --------------------------------------------------------------------------------------------
@@ -119,7 +156,7 @@ def _formatter_field_name_split(field_name: str):
 _FORMATTER = _SafeFormatter()
 
 
-def _safe_format(template: str, *args: Any, **kwargs: Any) -> str:
+def safe_format(template: str, *args: Any, **kwargs: Any) -> str:
     return _FORMATTER.vformat(template, args, kwargs)
 
 
@@ -128,7 +165,7 @@ def _safe_format_map(template: str, mapping: Any) -> str:
 
 
 def _bind_str_format(obj: Any, name: str) -> Callable[..., str]:
-    fn = _safe_format if name == "format" else _safe_format_map
+    fn = safe_format if name == "format" else _safe_format_map
     if isinstance(obj, str):
         return lambda *a, **k: fn(obj, *a, **k)
     return fn  # accessed on the str type itself: the template is the first argument
@@ -141,11 +178,11 @@ def _matplotlib_use(backend: str, *args: Any, **kwargs: Any) -> None:
 
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
     """``getattr`` for restricted code (also bound to the ``getattr`` builtin)."""
-    if not isinstance(name, str):
-        raise TypeError("attribute name must be a string")
+    if type(name) is not str:  # a str subclass could lie to the checks below
+        raise PolicyViolation("attribute names must be plain strings in the runtime")
     if _blocked_name(name):
         raise PolicyViolation(f"attribute '{name}' is not accessible in the runtime")
-    if name in ("format", "format_map") and (isinstance(obj, str) or obj is str):
+    if name in ("format", "format_map") and (isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))):
         return _bind_str_format(obj, name)
     if name == "use" and isinstance(obj, types.ModuleType) and obj.__name__ == "matplotlib":
         return _matplotlib_use
@@ -155,9 +192,7 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
         if default:
             return default[0]
         raise
-    if isinstance(value, types.ModuleType):
-        _check_module(value, f"attribute '{name}'")
-    return value
+    return _check_value(value, f"attribute '{name}'")
 
 
 def guarded_hasattr(obj: Any, name: str) -> bool:
@@ -169,10 +204,10 @@ def guarded_hasattr(obj: Any, name: str) -> bool:
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:
-    value = obj[key]
-    if isinstance(value, types.ModuleType):
-        _check_module(value, "item access")
-    return value
+    # Some library objects turn item access into getattr (e.g. skimage's region properties).
+    if isinstance(key, str) and key.startswith("_") and not isinstance(obj, (dict, list, tuple, str)):
+        raise PolicyViolation(f"item '{key}' is not accessible in the runtime")
+    return _check_value(obj[key], "item access")
 
 
 def _is_agent_class(obj: Any) -> bool:
@@ -189,13 +224,13 @@ def guarded_write(obj: Any) -> Any:
 
 
 def guarded_setattr(obj: Any, name: str, value: Any) -> None:
-    if not isinstance(name, str) or name.startswith("_"):
+    if type(name) is not str or name.startswith("_"):
         raise PolicyViolation(f"attribute '{name}' cannot be set in the runtime")
     setattr(guarded_write(obj), name, value)
 
 
 def guarded_delattr(obj: Any, name: str) -> None:
-    if not isinstance(name, str) or name.startswith("_"):
+    if type(name) is not str or name.startswith("_"):
         raise PolicyViolation(f"attribute '{name}' cannot be deleted in the runtime")
     delattr(guarded_write(obj), name)
 
@@ -241,6 +276,8 @@ def guarded_import(
 ) -> types.ModuleType:
     if level != 0:
         raise PolicyViolation("relative imports are not allowed in the runtime")
+    if type(name) is not str or any(type(item) is not str for item in fromlist or ()):
+        raise PolicyViolation("import names must be plain strings")
     if name not in ALLOWED_MODULES and not _private_internal(name):
         allowed = ", ".join(sorted(m for m in ALLOWED_MODULES if "." not in m))
         raise PolicyViolation(f"import of '{name}' is not allowed in the runtime (allowed: {allowed}, and listed submodules)")
@@ -254,8 +291,7 @@ def guarded_import(
             if full in ALLOWED_MODULES:
                 builtins.__import__(full, globals, locals, (), 0)
                 value = getattr(module, item, None)
-        if isinstance(value, types.ModuleType):
-            _check_module(value, f"from {name} import {item}")
+        _check_value(value, f"from {name} import {item}")
     return module
 
 
@@ -276,6 +312,19 @@ class VisionPolicy(RestrictingNodeTransformer):
             if any(p.startswith("_") for p in alias.name.split(".")):
                 self.error(node, f'"{alias.name}" is an invalid module name because it has a part starting with "_".')
         return super().check_import_names(node)
+
+    def _check_annotation(self, node: ast.AST | None) -> None:
+        # typing / functools evaluate string annotations with eval(), outside the policy.
+        if node is not None and any(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(node)):
+            self.error(node, "String annotations are not allowed.")
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        self._check_annotation(node.annotation)
+        return super().visit_arg(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self._check_annotation(node.returns)
+        return super().visit_FunctionDef(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         target = node.target
@@ -332,8 +381,9 @@ def compile_agent_code(source: str, filename: str) -> types.CodeType:
 # builtins and namespace
 # --------------------------------------------------------------------------------------------
 def _one_arg_type(obj: Any) -> type:
-    """``type(x)``; the three-argument form that builds classes is not offered."""
-    return type(obj)
+    """``type(x)``; the three-argument form, metaclasses and classes from outside the
+    allowlist are not offered."""
+    return _check_value(type(obj), "type()")
 
 
 def _safe_dir(*obj: Any) -> list[str]:

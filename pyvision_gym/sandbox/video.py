@@ -14,6 +14,10 @@ class Frame(np.ndarray):
         return np.asarray(self)
 
 
+# Kept outside the class so no attribute path from agent code can reach it.
+_SEALED = [False]
+
+
 class VideoHandle:
     """Read-only access to one video file.
 
@@ -21,15 +25,13 @@ class VideoHandle:
     way to open another file: the reader is created from the file it was given once.
     """
 
-    __sealed = False
-
-    @classmethod
-    def seal(cls) -> None:
+    @staticmethod
+    def seal() -> None:
         """Refuse to create further handles in this process (called before agent code runs)."""
-        VideoHandle.__sealed = True
+        _SEALED[0] = True
 
     def __init__(self, source: str, num_threads: int = 1) -> None:
-        if VideoHandle.__sealed:
+        if _SEALED[0]:
             raise PermissionError("video handles cannot be created by code in the runtime")
         self.__source = source
         self.__threads = num_threads

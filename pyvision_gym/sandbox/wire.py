@@ -27,7 +27,7 @@ class WireTimeout(TimeoutError):
 
 def send(sock: socket.socket, header: dict[str, Any], blobs: Sequence[bytes | memoryview] = (), fds: Sequence[int] = ()) -> None:
     header = dict(header, blobs=[len(b) for b in blobs])
-    body = json.dumps(header, separators=(",", ":")).encode()
+    body = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     first = _LEN.pack(len(body)) + body
     if fds:
         socket.send_fds(sock, [first], list(fds))

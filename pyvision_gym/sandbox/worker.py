@@ -171,7 +171,13 @@ class Interpreter:
         self.display = Display(int(limits["max_images_per_call"]), int(limits["max_display_pixels"]))
         self.sources: dict[str, str] = {}
         self.compiled: dict[str, Any] = {}
-        self.ns = policy.make_namespace(self.display, preload)
+        display = self.display
+
+        def show(*objs: Any) -> None:
+            """Show images: PIL images, arrays (H×W, H×W×3/4, or N×H×W×3), figures, or lists of them."""
+            display(*objs)
+
+        self.ns = policy.make_namespace(show, preload)
 
     def compile(self, source: str) -> tuple[Any, str]:
         code = self.compiled.get(source)
@@ -197,6 +203,8 @@ class Interpreter:
                     code, filename = self.compile(source)
                 except SyntaxError as exc:
                     error, error_type = _format_syntax_error(exc), "SyntaxError"
+                except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurdly nested code
+                    error, error_type = f"SyntaxError: the code could not be compiled ({type(exc).__name__}: {exc})", "SyntaxError"
                 else:
                     try:
                         exec(code, self.ns)
@@ -268,7 +276,7 @@ def _format_frames(frames: list[traceback.FrameSummary], sources: dict[str, str]
         out.append(where)
         text = sources[f.filename].splitlines()[f.lineno - 1].strip() if f.lineno else ""
         if text:
-            out.append(f"    {text}")
+            out.append(f"    {text if len(text) <= 200 else text[:200] + ' ...'}")
     flush()
     return out
 
@@ -279,6 +287,8 @@ def _format_syntax_error(exc: SyntaxError) -> str:
         text = (exc.text or "").rstrip("\n")
         indent = len(text) - len(text.lstrip())
         pointer = "\n    " + " " * max(0, exc.offset - 1 - indent) + "^" if text and exc.offset else ""
+        if len(text) > 200:
+            text, pointer = text[:200] + " ...", ""
         return f"  line {exc.lineno}\n    {text.strip()}{pointer}\nSyntaxError: {msg}"
     # RestrictedPython reports policy violations as one SyntaxError listing "Line N: ..." items.
     items = exc.args[0] if exc.args and isinstance(exc.args[0], (tuple, list)) else [msg]
@@ -387,6 +397,36 @@ def _patch_libraries(display_ref: list[Display | None]) -> None:
     plt.show = lambda *a, **k: current().plt_show()
     Figure.show = fig_show
     Image.Image.show = pil_show
+    _lock_matplotlib(matplotlib, plt)
+
+
+def _lock_matplotlib(matplotlib: Any, plt: Any) -> None:
+    """Keep matplotlib on Agg (a ``module://`` backend would import any module) and make its
+    ``str.format``-based tick formatter go through the policy's guarded formatter."""
+    from matplotlib import ticker
+
+    from .policy import PolicyViolation, safe_format
+
+    plt.switch_backend("agg")
+    switch = plt.switch_backend
+
+    def agg_only(newbackend: str) -> None:
+        if str(newbackend).lower() != "agg":
+            raise PolicyViolation("the runtime renders with matplotlib's Agg backend only")
+        switch("agg")
+
+    def validate_backend(value: Any) -> str:
+        if str(value).lower() != "agg":
+            raise ValueError("the runtime renders with matplotlib's Agg backend only")
+        return "agg"
+
+    plt.switch_backend = agg_only
+    matplotlib.rcParams.validate["backend"] = validate_backend
+
+    def str_method_call(self: Any, x: Any, pos: Any = None) -> str:
+        return safe_format(self.fmt, x=x, pos=pos)
+
+    ticker.StrMethodFormatter.__call__ = str_method_call
 
 
 _DISPLAY_REF: list[Display | None] = [None]

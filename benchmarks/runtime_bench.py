@@ -1,0 +1,657 @@
+"""Runtime performance benchmark: the sandboxed runtime against an in-process floor and a naive design.
+
+    python -m benchmarks.runtime_bench [--repeats N] [--naive-repeats M] [--json PATH] [--quick]
+
+Each scenario is timed under three designs, side by side, in one run:
+
+* ``floor``: plain ``compile`` + ``exec`` in a dict namespace in this process, with the same
+  image capture as the runtime (``plt.show()`` renders every open figure to an RGB array with
+  Agg, ``display(x)`` turns a PIL image / array into an RGB array); no sandbox, no IPC.
+* ``runtime``: ``pyvision_gym.runtime.Runtime``, the persistent sandboxed worker.
+* ``naive``: a fresh ``python -c`` process per call that imports numpy / PIL / matplotlib, loads
+  its inputs from files (the image as raw ``.npy``, the video through decord), runs the code with
+  the same capture as the floor and pickles the result back over stdout. It has no sandbox, so it
+  is a lower bound on what a design without a persistent worker costs.
+
+Every call's source is unique (a trailing ``# call N`` comment), as agent turns are: the worker's
+compile cache never hits. Latencies are wall-clock milliseconds measured around the host-side
+call (``rt.run`` / ``rt.reset`` / ``subprocess.run`` / ``exec``), after warm-up calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import gc
+import importlib.metadata
+import inspect
+import io
+import json
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
+from tqdm import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "runtime_bench.json"
+DESIGNS = ("floor", "runtime", "naive")
+
+IMAGE_SIZE = (2000, 1500)  # (width, height) of the scenario-(b) input image
+FIGURE_SIZE = (640, 480)  # matplotlib's default 6.4x4.8 in at 100 dpi: what plt.show() renders
+VIDEO_FRAMES, VIDEO_SIZE, VIDEO_FPS, VIDEO_GOP = 300, (320, 240), 30, 12
+
+CROP_ZOOM_SHOW = (
+    "crop = image.crop((800, 600, 1200, 900)); zoom = crop.resize((800, 600)); "
+    "plt.imshow(zoom); plt.axis('off'); plt.show()"
+)
+
+
+class BenchError(RuntimeError):
+    """A design returned something other than what the scenario must produce."""
+
+
+# ============================================================================================
+# scenarios and targets
+# ============================================================================================
+@dataclass(frozen=True)
+class Target:
+    """A performance target on the runtime design of one scenario."""
+
+    text: str
+    metric: Literal["runtime_median_ms", "runtime_over_floor_median"]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One thing an environment asks of its runtime, and what it must return."""
+
+    key: str
+    label: str
+    kind: Literal["exec", "reset"]
+    inputs: Literal["none", "image", "video"]
+    code: Callable[[int], str] | None = None  # call index -> source (exec scenarios)
+    output: str | None = None  # expected stdout, when checked
+    image_sizes: tuple[tuple[int, int], ...] = ()  # expected (width, height) of each shown image
+    target: Target | None = None
+
+
+def _tagged(source: str) -> Callable[[int], str]:
+    return lambda i: f"{source}  # call {i}"
+
+
+def make_scenarios(frame_indices: np.ndarray) -> list[Scenario]:
+    """The benchmark's scenarios; ``frame_indices[i]`` is the frame that call ``i`` of (c) fetches."""
+    ks = [int(k) for k in frame_indices]
+    trivial = Target("runtime median <= 1 ms", "runtime_median_ms", 1.0)
+    episode = Target("runtime median <= 25 ms", "runtime_median_ms", 25.0)
+    return [
+        Scenario("a_assign", "(a) x = 1", "exec", "none", _tagged("x = 1"), target=trivial),
+        Scenario("a_print", "(a) print(1+1)", "exec", "none", _tagged("print(1+1)"), output="2\n", target=trivial),
+        Scenario(
+            "b_crop_zoom_show", "(b) crop+zoom+show 2000x1500", "exec", "image", _tagged(CROP_ZOOM_SHOW),
+            image_sizes=(FIGURE_SIZE,), target=Target("runtime median <= 1.5x floor median", "runtime_over_floor_median", 1.5),
+        ),
+        Scenario(
+            "c_video_frame", "(c) video[k]; display(f)", "exec", "video",
+            lambda i: f"f = video[{ks[i % len(ks)]}]; display(f)  # call {i}", image_sizes=(VIDEO_SIZE,),
+        ),
+        Scenario("d_reset_image", "(d) new episode, 1 image", "reset", "image", target=episode),
+        Scenario("d_reset_empty", "(d) new episode, no inputs", "reset", "none", target=episode),
+    ]
+
+
+# ============================================================================================
+# inputs
+# ============================================================================================
+def make_image() -> Image.Image:
+    """A deterministic 2000x1500 RGB test image (gradients, shapes, mild noise)."""
+    w, h = IMAGE_SIZE
+    y, x = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    a = np.empty((h, w, 3), np.float32)
+    a[..., 0] = 255 * x / w
+    a[..., 1] = 255 * y / h
+    a[..., 2] = 128 + 100 * np.sin(x / 37.0) * np.cos(y / 23.0)
+    a[((x - 1000) ** 2 + (y - 750) ** 2) < 150**2] = (250, 240, 30)
+    a += rng.normal(0, 6, size=a.shape).astype(np.float32)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def write_video(path: Path, frames: int = VIDEO_FRAMES) -> Path:
+    """A real H.264 mp4 (libx264, yuv420p, GOP 12, no scene-cut keyframes) of moving content."""
+    import av
+
+    w, h = VIDEO_SIZE
+    y, x = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = VIDEO_GOP
+        stream.options = {"g": str(VIDEO_GOP), "keyint_min": str(VIDEO_GOP), "sc_threshold": "0"}
+        for i in range(frames):
+            a = np.empty((h, w, 3), np.uint8)
+            a[..., 0] = (x + 3 * i) % 256
+            a[..., 1] = (y * 2 + i) % 256
+            a[..., 2] = (5 * i) % 256
+            bx = (4 * i) % (w - 40)
+            a[100:140, bx : bx + 40] = 255
+            a[rng.integers(0, h, 200), rng.integers(0, w, 200)] = 0
+            for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@dataclass
+class Inputs:
+    """The scenario inputs, in memory and on disk (the naive design loads the files)."""
+
+    image: Image.Image
+    image_npy: Path
+    video: Path
+    frames: int
+
+
+# ============================================================================================
+# designs
+# ============================================================================================
+@dataclass
+class Outcome:
+    """What one call returned, checked after timing."""
+
+    output: str = ""
+    images: list[np.ndarray] = field(default_factory=list)
+    names: list[str] | None = None  # names in a fresh namespace (reset scenarios)
+    error: str | None = None
+    detail: str = ""  # diagnostics shown if the check fails (the naive process's stderr)
+
+
+class Design(Protocol):
+    name: str
+
+    def prepare(self, sc: Scenario) -> None: ...
+
+    def call(self, sc: Scenario, i: int) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+class Capture:
+    """Image capture of the floor and naive designs: ``plt.show()`` and ``display(x)`` to RGB arrays.
+
+    The naive design runs this class's source (``inspect.getsource``) in its fresh process, so
+    both capture exactly alike; it mirrors what the runtime worker's ``Display`` does.
+    """
+
+    def __init__(self) -> None:
+        self.images = []
+
+    def show(self, *args, **kwargs) -> None:
+        for num in plt.get_fignums():
+            fig = plt.figure(num)
+            canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+            canvas.draw()
+            self.images.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+        plt.close("all")
+
+    def display(self, *objs) -> None:
+        for obj in objs:
+            if isinstance(obj, Image.Image):
+                self.images.append(np.asarray(obj.convert("RGB")))
+            else:
+                self.images.append(np.ascontiguousarray(np.asarray(obj)[..., :3], dtype=np.uint8))
+
+    def namespace(self) -> dict:
+        plt.show = self.show
+        return {"np": np, "plt": plt, "Image": Image, "display": self.display}
+
+
+def _public(ns: dict[str, Any]) -> list[str]:
+    return sorted(n for n in ns if not n.startswith("_"))
+
+
+class FloorDesign:
+    """Plain in-process ``compile`` + ``exec``: the cost of the work itself."""
+
+    name = "floor"
+
+    def __init__(self, inputs: Inputs) -> None:
+        from pyvision_gym.sandbox.video import VideoHandle
+
+        plt.switch_backend("Agg")
+        self.inputs = inputs
+        self._video_cls = VideoHandle
+        self._saved_show = plt.show
+        self.cap = Capture()
+        self.ns: dict[str, Any] = {}
+
+    def _fresh(self, inputs: str) -> dict[str, Any]:
+        self.cap = Capture()
+        ns = self.cap.namespace()
+        if inputs == "image":
+            ns["image"] = self.inputs.image
+        elif inputs == "video":
+            ns["video"] = self._video_cls(str(self.inputs.video))
+        return ns
+
+    def prepare(self, sc: Scenario) -> None:
+        self.ns = self._fresh(sc.inputs)
+
+    def call(self, sc: Scenario, i: int) -> Outcome:
+        if sc.kind == "reset":
+            self.ns = self._fresh(sc.inputs)
+            return Outcome(names=_public(self.ns))
+        assert sc.code is not None
+        self.cap.images = []
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(sc.code(i), f"<call {i}>", "exec"), self.ns)
+        return Outcome(out.getvalue(), self.cap.images)
+
+    def close(self) -> None:
+        plt.show = self._saved_show
+        plt.close("all")
+
+
+class RuntimeDesign:
+    """``pyvision_gym.runtime.Runtime``: one persistent sandboxed worker for the whole run."""
+
+    name = "runtime"
+
+    def __init__(self, inputs: Inputs) -> None:
+        from pyvision_gym.runtime import Runtime
+
+        self.inputs = inputs
+        self.rt = Runtime()
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.rt.reset()
+        self.cold_start_ms = (time.perf_counter() - t0) * 1e3
+        self.warnings = [str(w.message) for w in caught]
+
+    def _reset(self, inputs: str) -> None:
+        if inputs == "image":
+            self.rt.reset(images={"image": self.inputs.image})
+        elif inputs == "video":
+            self.rt.reset(videos={"video": self.inputs.video})
+        else:
+            self.rt.reset()
+
+    def prepare(self, sc: Scenario) -> None:
+        self._reset(sc.inputs)
+
+    def call(self, sc: Scenario, i: int) -> Outcome:
+        if sc.kind == "reset":
+            self._reset(sc.inputs)
+            return Outcome()
+        assert sc.code is not None
+        r = self.rt.run(sc.code(i))
+        return Outcome(r.output, r.images, error=r.error)
+
+    def verify_reset(self, sc: Scenario) -> None:
+        """Check, untimed, that the episode started last holds exactly the scenario's inputs."""
+        r = self.rt.run("print(image.size)")
+        if sc.inputs == "image" and r.output != f"{IMAGE_SIZE}\n":
+            raise BenchError(f"{sc.key} / runtime: the new episode has no image of size {IMAGE_SIZE}: {r.text()}")
+        if sc.inputs == "none" and r.error_type != "NameError":
+            raise BenchError(f"{sc.key} / runtime: the new episode is not empty: {r.text()}")
+
+    def close(self) -> None:
+        self.rt.close()
+
+
+_NAIVE_HEAD = """\
+from __future__ import annotations
+import contextlib, io, os, pickle, sys
+import numpy as np
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+plt.switch_backend("Agg")  # resolve the backend before Capture replaces plt.show
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
+"""
+
+_NAIVE_MAIN = """
+code, image_npy, video_path = sys.argv[1:4]
+cap = Capture()
+ns = cap.namespace()
+if image_npy:
+    ns["image"] = Image.fromarray(np.load(image_npy))
+if video_path:
+    from pyvision_gym.sandbox.video import VideoHandle
+    ns["video"] = VideoHandle(video_path)
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    exec(compile(code, "<call>", "exec"), ns)
+names = sorted(n for n in ns if not n.startswith("_"))
+sys.stdout.buffer.write(pickle.dumps({"output": out.getvalue(), "images": cap.images, "names": names}))
+sys.stdout.buffer.flush()
+os._exit(0)  # skip interpreter teardown (decord can crash in it); naive stays a lower bound
+"""
+
+
+class NaiveDesign:
+    """A fresh Python process per call: interpreter start, imports, input loading, then the code."""
+
+    name = "naive"
+
+    def __init__(self, inputs: Inputs) -> None:
+        self.inputs = inputs
+        self.script = _NAIVE_HEAD + inspect.getsource(Capture) + _NAIVE_MAIN
+        # the same single-threaded math libraries as the runtime worker
+        self.env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+    def prepare(self, sc: Scenario) -> None:
+        pass
+
+    def call(self, sc: Scenario, i: int) -> Outcome:
+        code = sc.code(i) if sc.code is not None else ""
+        image = str(self.inputs.image_npy) if sc.inputs == "image" else ""
+        video = str(self.inputs.video) if sc.inputs == "video" else ""
+        proc = subprocess.run(
+            [sys.executable, "-c", self.script, code, image, video],
+            capture_output=True, cwd=REPO_ROOT, env=self.env, check=False,
+        )
+        if proc.returncode != 0:
+            return Outcome(error=f"exit status {proc.returncode}: {proc.stderr.decode(errors='replace')[-2000:]}")
+        res = pickle.loads(proc.stdout)  # our own child's output
+        return Outcome(res["output"], res["images"], names=res["names"], detail=proc.stderr.decode(errors="replace")[-2000:])
+
+    def close(self) -> None:
+        pass
+
+
+# ============================================================================================
+# measuring
+# ============================================================================================
+def check(sc: Scenario, design: str, out: Outcome) -> None:
+    """Raise ``BenchError`` unless ``out`` is what ``sc`` must produce."""
+    where = f"{sc.key} / {design}" + (f" (stderr: {out.detail.strip()})" if out.detail.strip() else "")
+    if out.error:
+        raise BenchError(f"{where}: the call failed:\n{out.error}")
+    if sc.output is not None and out.output != sc.output:
+        raise BenchError(f"{where}: expected output {sc.output!r}, got {out.output!r}")
+    sizes = tuple((int(a.shape[1]), int(a.shape[0])) for a in out.images)
+    if sizes != sc.image_sizes:
+        raise BenchError(f"{where}: expected images of sizes {list(sc.image_sizes)}, got {list(sizes)} (output: {out.output!r})")
+    for a in out.images:
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+            raise BenchError(f"{where}: an image is not H×W×3 uint8 ({a.dtype}, {a.shape})")
+    if out.names is not None and sc.inputs in ("image", "video") and sc.inputs not in out.names:
+        raise BenchError(f"{where}: the new namespace lacks '{sc.inputs}' ({out.names})")
+
+
+def summarize(samples_s: list[float]) -> dict[str, float | int]:
+    """Median, p99 (linear interpolation), mean, min, max in ms, and the sample count."""
+    a = np.asarray(samples_s) * 1e3
+    return {
+        "median_ms": float(np.median(a)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+        "n": int(a.size),
+    }
+
+
+def timed_call(design: Design, sc: Scenario, i: int) -> float:
+    """Seconds one call of ``sc`` takes on ``design``; its result is checked afterwards, untimed."""
+    t0 = time.perf_counter()
+    out = design.call(sc, i)
+    elapsed = time.perf_counter() - t0
+    check(sc, design.name, out)
+    return elapsed
+
+
+def measure(sc: Scenario, paired: tuple[Design, Design], naive: Design, cfg: argparse.Namespace, bar: tqdm) -> dict[str, dict[str, float | int]]:
+    """Time ``sc`` on every design: floor and runtime interleaved call by call, then naive.
+
+    Interleaving (alternating which goes first) exposes both to the same background load;
+    the naive calls come after, so their process churn does not disturb the other two.
+    """
+    samples: dict[str, list[float]] = {d.name: [] for d in (*paired, naive)}
+    for d in (*paired, naive):
+        d.prepare(sc)
+    bar.set_description(f"{sc.key} · floor+runtime")
+    for i in range(cfg.warmup + cfg.repeats):
+        if i == cfg.warmup:
+            gc.collect()
+        for d in paired if i % 2 == 0 else paired[::-1]:
+            elapsed = timed_call(d, sc, i)
+            if i >= cfg.warmup:
+                samples[d.name].append(elapsed)
+            bar.update(1)
+    bar.set_description(f"{sc.key} · naive")
+    for i in range(cfg.naive_warmup + cfg.naive_repeats):
+        elapsed = timed_call(naive, sc, i)
+        if i >= cfg.naive_warmup:
+            samples[naive.name].append(elapsed)
+        bar.update(1)
+    return {name: summarize(v) for name, v in samples.items()}
+
+
+def evaluate(target: Target, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The target's measured value and verdict."""
+    rt_median = float(stats["runtime"]["median_ms"])
+    if target.metric == "runtime_median_ms":
+        value = rt_median
+    else:
+        value = rt_median / float(stats["floor"]["median_ms"])
+    return {"text": target.text, "metric": target.metric, "threshold": target.threshold, "value": value, "pass": value <= target.threshold}
+
+
+# ============================================================================================
+# machine information and the table
+# ============================================================================================
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_total_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(rt: RuntimeDesign) -> dict[str, Any]:
+    """Where the numbers come from: CPUs, Python, libraries, the runtime's isolation."""
+    report = rt.rt.report
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": _mem_total_gb(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "libraries": {d: _version(d) for d in ("numpy", "pillow", "matplotlib", "RestrictedPython", "decord", "av")},
+        "isolation_method": report.method,
+        "isolation": report.describe(),
+        "isolation_problems": list(report.problems),
+        "runtime_warnings": rt.warnings,
+        "runtime_cold_start_ms": rt.cold_start_ms,
+    }
+
+
+def _fmt(ms: float) -> str:
+    if ms < 1:
+        return f"{ms:.3f}"
+    if ms < 10:
+        return f"{ms:.2f}"
+    if ms < 100:
+        return f"{ms:.1f}"
+    return f"{ms:.0f}"
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """The printed report: header with the machine, then one row per scenario."""
+    meta = result["meta"]
+    cfg = result["config"]
+    lines = [
+        f"pyvision-gym runtime benchmark  {meta['date_utc']}",
+        f"machine: {meta['cpus_available']} CPUs ({meta['cpu_model']}), {meta['memory_gb']} GiB, {meta['platform']}",
+        f"python {meta['python']}; isolation: {meta['isolation_method']} [{meta['isolation']}]",
+        f"load average (1/5/15 min) at start {meta['loadavg_start']}, at end {meta['loadavg_end']}",
+        f"runtime cold start (zygote start + first episode): {_fmt(meta['runtime_cold_start_ms'])} ms",
+        f"calls timed per scenario: floor {cfg['repeats']} and runtime {cfg['repeats']} (interleaved, after {cfg['warmup']} warm-up each), "
+        f"naive {cfg['naive_repeats']} (after {cfg['naive_warmup']} warm-up; fewer because each call is a fresh process, so its p99 is ~ its max)",
+        "latency in ms, median / p99",
+        "",
+    ]
+    head = ("scenario", "floor", "runtime", "naive", "rt/floor", "target (runtime)", "")
+    rows = [head]
+    for key, s in result["scenarios"].items():
+        d = s["designs"]
+        cells = [f"{_fmt(d[n]['median_ms'])} / {_fmt(d[n]['p99_ms'])}" for n in DESIGNS]
+        ratio = d["runtime"]["median_ms"] / d["floor"]["median_ms"]
+        t = s["target"]
+        if t is None:
+            tgt, verdict = "-", ""
+        else:
+            shown = f"{t['value']:.2f}x" if t["metric"] == "runtime_over_floor_median" else f"{_fmt(t['value'])} ms"
+            tgt, verdict = f"{t['text']}: {shown}", "PASS" if t["pass"] else "MISS"
+        rows.append((s["label"], *cells, f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x", tgt, verdict))
+        del key
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+    for n, r in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) if c in (0, 5, 6) else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    met = sum(t["pass"] for t in result["targets"])
+    lines += ["", f"targets met: {met} / {len(result['targets'])}"]
+    return "\n".join(lines)
+
+
+# ============================================================================================
+# the command
+# ============================================================================================
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=200, help="timed calls per scenario for floor and runtime (default 200)")
+    p.add_argument("--naive-repeats", type=int, default=None, help="timed calls per scenario for naive (default: min(repeats, 15); 1 with --quick)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls per scenario and design (default 5; naive: 1)")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON.relative_to(REPO_ROOT)})")
+    p.add_argument("--quick", action="store_true", help="smoke run: one naive call per scenario without warm-up, at most 2 warm-up calls elsewhere")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    if args.naive_repeats is None:
+        args.naive_repeats = 1 if args.quick else min(args.repeats, 15)
+    args.naive_warmup = 0 if args.quick else 1
+    if args.quick:
+        args.warmup = min(args.warmup, 2)
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every scenario under every design; return the JSON-ready result."""
+    with tempfile.TemporaryDirectory(prefix="pvg-bench-") as tmp:
+        image = make_image()
+        image_npy = Path(tmp) / "image.npy"
+        np.save(image_npy, np.asarray(image))
+        video = write_video(Path(tmp) / "clip.mp4")
+        inputs = Inputs(image, image_npy, video, VIDEO_FRAMES)
+        most = args.warmup + max(args.repeats, args.naive_repeats + args.naive_warmup)
+        scenarios = make_scenarios(np.random.default_rng(2).integers(0, VIDEO_FRAMES, size=most))
+        load_start = _loadavg()
+        runtime = RuntimeDesign(inputs)
+        floor, naive = FloorDesign(inputs), NaiveDesign(inputs)
+        designs: list[Design] = [floor, runtime, naive]
+        total = len(scenarios) * (2 * (args.warmup + args.repeats) + args.naive_warmup + args.naive_repeats)
+        results: dict[str, Any] = {}
+        try:
+            with tqdm(total=total, unit="call", file=sys.stderr, dynamic_ncols=True) as bar:
+                for sc in scenarios:
+                    stats = measure(sc, (floor, runtime), naive, args, bar)
+                    if sc.kind == "reset":
+                        runtime.verify_reset(sc)
+                    results[sc.key] = {
+                        "label": sc.label,
+                        "code": sc.code(0).rsplit("  # call", 1)[0] if sc.code else None,
+                        "designs": stats,
+                        "runtime_over_floor": stats["runtime"]["median_ms"] / stats["floor"]["median_ms"],
+                        "target": evaluate(sc.target, stats) if sc.target else None,
+                    }
+            meta = machine_info(runtime)
+            meta["loadavg_start"], meta["loadavg_end"] = load_start, _loadavg()
+        finally:
+            for d in designs:
+                d.close()
+    targets = [{"scenario": k, **v["target"]} for k, v in results.items() if v["target"]]
+    return {
+        "meta": meta,
+        "config": {
+            "repeats": args.repeats, "warmup": args.warmup, "naive_repeats": args.naive_repeats,
+            "naive_warmup": args.naive_warmup, "quick": args.quick,
+            "image_size": list(IMAGE_SIZE), "figure_size": list(FIGURE_SIZE),
+            "video": {"frames": VIDEO_FRAMES, "size": list(VIDEO_SIZE), "fps": VIDEO_FPS, "gop": VIDEO_GOP, "codec": "libx264 yuv420p"},
+            "unique_source_per_call": True,
+        },
+        "designs": {
+            "floor": "in-process compile+exec in a dict namespace, Agg plt.show()/display() capture; no sandbox, no IPC",
+            "runtime": "pyvision_gym.runtime.Runtime (persistent sandboxed zygote + episode worker)",
+            "naive": "fresh `python -c` per call: imports numpy/PIL/matplotlib, loads inputs (.npy image / mp4), runs the code unrestricted, pickles the result over stdout",
+        },
+        "scenarios": results,
+        "targets": targets,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the JSON; exit status 0 even if a target is missed."""
+    args = parse_args(argv)
+    result = run(args)
+    print(render_table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Smoke test of the runtime benchmark: it runs end to end and writes a complete JSON report.
+
+Timing values are not asserted (they depend on the machine); only that every scenario was
+measured under every design and that every target carries its fields.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = {"a_assign", "a_print", "b_crop_zoom_show", "c_video_frame", "d_reset_image", "d_reset_empty"}
+DESIGNS = {"floor", "runtime", "naive"}
+TARGETED = {"a_assign", "a_print", "b_crop_zoom_show", "d_reset_image", "d_reset_empty"}
+
+
+@pytest.mark.slow
+def test_runtime_bench_quick_writes_complete_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.runtime_bench", "--quick", "--repeats", "3", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "targets met" in proc.stdout
+
+    data = json.loads(out.read_text())
+    assert set(data["scenarios"]) == SCENARIOS
+    for key, scenario in data["scenarios"].items():
+        assert set(scenario["designs"]) == DESIGNS, key
+        for design, stats in scenario["designs"].items():
+            for field in ("median_ms", "p99_ms", "mean_ms", "min_ms", "max_ms"):
+                assert stats[field] > 0, (key, design, field)
+            assert stats["p99_ms"] >= stats["median_ms"], (key, design)
+            assert stats["n"] == (1 if design == "naive" else 3), (key, design)
+        target = scenario["target"]
+        if key in TARGETED:
+            assert set(target) >= {"text", "metric", "threshold", "value", "pass"}, key
+            assert isinstance(target["pass"], bool) and target["value"] > 0
+        else:
+            assert target is None
+
+    assert {t["scenario"] for t in data["targets"]} == TARGETED
+    meta = data["meta"]
+    for field in ("cpu_count", "python", "isolation_method", "isolation", "date_utc"):
+        assert meta[field], field
