@@ -2,6 +2,9 @@
 
     python -m benchmarks.runtime_bench [--repeats N] [--naive-repeats M] [--json PATH] [--quick]
 
+Prints a table (median and p99 latency per scenario and design, targets with PASS / MISS) and
+writes the JSON report (default ``benchmarks/results/runtime_bench.json``).
+
 Each scenario is timed under three designs, side by side, in one run:
 
 * ``floor``: plain ``compile`` + ``exec`` in a dict namespace in this process, with the same
@@ -13,9 +16,18 @@ Each scenario is timed under three designs, side by side, in one run:
   the same capture as the floor and pickles the result back over stdout. It has no sandbox, so it
   is a lower bound on what a design without a persistent worker costs.
 
+Scenarios: (a) a trivial call; (b) crop + zoom + ``plt.show()`` on a 2000x1500 image (one 640x480
+figure must come back); (c) ``display(video[k])`` on a real H.264 mp4 (300 frames, 320x240, GOP 12)
+with k pseudo-random; (d) a new episode (``rt.reset`` with one image, and with no inputs) against
+building a fresh namespace dict (floor) and a cold interpreter that imports the libraries (naive).
+
 Every call's source is unique (a trailing ``# call N`` comment), as agent turns are: the worker's
 compile cache never hits. Latencies are wall-clock milliseconds measured around the host-side
-call (``rt.run`` / ``rt.reset`` / ``subprocess.run`` / ``exec``), after warm-up calls.
+call (``rt.run`` / ``rt.reset`` / ``subprocess.run`` / ``exec``) after warm-up calls; every
+result is checked (untimed). Floor and runtime calls are interleaved so that both see the same
+background load; naive runs fewer calls, after them. (d) is timed back to back (each reset right
+after the previous one) and, for the runtime, also after the worker sat idle (``--idle-gap``).
+The exit status is 0 even when a target is missed: the table and the JSON say so.
 """
 
 from __future__ import annotations
@@ -167,7 +179,6 @@ class Inputs:
     image: Image.Image
     image_npy: Path
     video: Path
-    frames: int
 
 
 # ============================================================================================
@@ -202,9 +213,9 @@ class Capture:
     """
 
     def __init__(self) -> None:
-        self.images = []
+        self.images: list[np.ndarray] = []
 
-    def show(self, *args, **kwargs) -> None:
+    def show(self, *args: object, **kwargs: object) -> None:
         for num in plt.get_fignums():
             fig = plt.figure(num)
             canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
@@ -212,14 +223,14 @@ class Capture:
             self.images.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
         plt.close("all")
 
-    def display(self, *objs) -> None:
+    def display(self, *objs: object) -> None:
         for obj in objs:
             if isinstance(obj, Image.Image):
                 self.images.append(np.asarray(obj.convert("RGB")))
             else:
                 self.images.append(np.ascontiguousarray(np.asarray(obj)[..., :3], dtype=np.uint8))
 
-    def namespace(self) -> dict:
+    def namespace(self) -> dict[str, object]:
         plt.show = self.show
         return {"np": np, "plt": plt, "Image": Image, "display": self.display}
 
@@ -346,7 +357,7 @@ with contextlib.redirect_stdout(out):
 names = sorted(n for n in ns if not n.startswith("_"))
 sys.stdout.buffer.write(pickle.dumps({"output": out.getvalue(), "images": cap.images, "names": names}))
 sys.stdout.buffer.flush()
-os._exit(0)  # skip interpreter teardown (decord can crash in it); naive stays a lower bound
+os._exit(0)  # the caller has its result: skip interpreter teardown (naive stays a lower bound)
 """
 
 
@@ -450,6 +461,21 @@ def measure(sc: Scenario, paired: tuple[Design, Design], naive: Design, cfg: arg
     return {name: summarize(v) for name, v in samples.items()}
 
 
+def measure_after_idle(runtime: Design, sc: Scenario, cfg: argparse.Namespace, bar: tqdm) -> dict[str, float | int]:
+    """Reset latency when the worker was idle for ``cfg.idle_gap`` s first, as between real episodes.
+
+    Back-to-back resets (the main measurement) also pay for the spare episode process that the
+    previous reset started forking; after a pause that spare is ready and waiting.
+    """
+    bar.set_description(f"{sc.key} · runtime after idle")
+    samples = []
+    for i in range(cfg.idle_repeats):
+        time.sleep(cfg.idle_gap)
+        samples.append(timed_call(runtime, sc, i))
+        bar.update(1)
+    return {**summarize(samples), "idle_s": cfg.idle_gap}
+
+
 def evaluate(target: Target, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The target's measured value and verdict."""
     rt_median = float(stats["runtime"]["median_ms"])
@@ -545,7 +571,7 @@ def render_table(result: dict[str, Any]) -> str:
     ]
     head = ("scenario", "floor", "runtime", "naive", "rt/floor", "target (runtime)", "")
     rows = [head]
-    for key, s in result["scenarios"].items():
+    for s in result["scenarios"].values():
         d = s["designs"]
         cells = [f"{_fmt(d[n]['median_ms'])} / {_fmt(d[n]['p99_ms'])}" for n in DESIGNS]
         ratio = d["runtime"]["median_ms"] / d["floor"]["median_ms"]
@@ -556,12 +582,16 @@ def render_table(result: dict[str, Any]) -> str:
             shown = f"{t['value']:.2f}x" if t["metric"] == "runtime_over_floor_median" else f"{_fmt(t['value'])} ms"
             tgt, verdict = f"{t['text']}: {shown}", "PASS" if t["pass"] else "MISS"
         rows.append((s["label"], *cells, f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x", tgt, verdict))
-        del key
     widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     for n, r in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) if c in (0, 5, 6) else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths, strict=True))).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    idle = [(s["label"], s["runtime_after_idle"]) for s in result["scenarios"].values() if "runtime_after_idle" in s]
+    if idle:
+        lines += ["", "(d) rows time back-to-back resets; the same resets after the worker sat idle (as between real episodes):"]
+        for label, st in idle:
+            lines.append(f"  {label}: runtime {_fmt(st['median_ms'])} / {_fmt(st['p99_ms'])} ms (median / p99, {st['n']} resets, each after {st['idle_s']:g} s idle)")
     met = sum(t["pass"] for t in result["targets"])
     lines += ["", f"targets met: {met} / {len(result['targets'])}"]
     return "\n".join(lines)
@@ -576,6 +606,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--naive-repeats", type=int, default=None, help="timed calls per scenario for naive (default: min(repeats, 15); 1 with --quick)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls per scenario and design (default 5; naive: 1)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON.relative_to(REPO_ROOT)})")
+    p.add_argument("--idle-repeats", type=int, default=None, help="(d) only: extra runtime resets timed after an idle pause (default: min(repeats, 30))")
+    p.add_argument("--idle-gap", type=float, default=0.2, help="(d) only: the idle pause in seconds (default 0.2)")
     p.add_argument("--quick", action="store_true", help="smoke run: one naive call per scenario without warm-up, at most 2 warm-up calls elsewhere")
     args = p.parse_args(argv)
     if args.repeats < 1:
@@ -583,6 +615,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.naive_repeats is None:
         args.naive_repeats = 1 if args.quick else min(args.repeats, 15)
     args.naive_warmup = 0 if args.quick else 1
+    if args.idle_repeats is None:
+        args.idle_repeats = min(args.repeats, 30)
     if args.quick:
         args.warmup = min(args.warmup, 2)
     return args
@@ -595,7 +629,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         image_npy = Path(tmp) / "image.npy"
         np.save(image_npy, np.asarray(image))
         video = write_video(Path(tmp) / "clip.mp4")
-        inputs = Inputs(image, image_npy, video, VIDEO_FRAMES)
+        inputs = Inputs(image, image_npy, video)
         most = args.warmup + max(args.repeats, args.naive_repeats + args.naive_warmup)
         scenarios = make_scenarios(np.random.default_rng(2).integers(0, VIDEO_FRAMES, size=most))
         load_start = _loadavg()
@@ -603,11 +637,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         floor, naive = FloorDesign(inputs), NaiveDesign(inputs)
         designs: list[Design] = [floor, runtime, naive]
         total = len(scenarios) * (2 * (args.warmup + args.repeats) + args.naive_warmup + args.naive_repeats)
+        total += sum(sc.kind == "reset" for sc in scenarios) * args.idle_repeats
         results: dict[str, Any] = {}
         try:
             with tqdm(total=total, unit="call", file=sys.stderr, dynamic_ncols=True) as bar:
                 for sc in scenarios:
                     stats = measure(sc, (floor, runtime), naive, args, bar)
+                    idle = measure_after_idle(runtime, sc, args, bar) if sc.kind == "reset" else None
                     if sc.kind == "reset":
                         runtime.verify_reset(sc)
                     results[sc.key] = {
@@ -617,6 +653,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "runtime_over_floor": stats["runtime"]["median_ms"] / stats["floor"]["median_ms"],
                         "target": evaluate(sc.target, stats) if sc.target else None,
                     }
+                    if idle is not None:
+                        results[sc.key]["runtime_after_idle"] = idle
             meta = machine_info(runtime)
             meta["loadavg_start"], meta["loadavg_end"] = load_start, _loadavg()
         finally:
@@ -627,7 +665,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "meta": meta,
         "config": {
             "repeats": args.repeats, "warmup": args.warmup, "naive_repeats": args.naive_repeats,
-            "naive_warmup": args.naive_warmup, "quick": args.quick,
+            "naive_warmup": args.naive_warmup, "idle_repeats": args.idle_repeats, "idle_gap_s": args.idle_gap, "quick": args.quick,
             "image_size": list(IMAGE_SIZE), "figure_size": list(FIGURE_SIZE),
             "video": {"frames": VIDEO_FRAMES, "size": list(VIDEO_SIZE), "fps": VIDEO_FPS, "gop": VIDEO_GOP, "codec": "libx264 yuv420p"},
             "unique_source_per_call": True,

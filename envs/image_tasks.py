@@ -379,8 +379,8 @@ class VisualSearchAttribute(ImageTaskFamily):
         if rng.random() < 0.5:
             ask = "colour"
             stem = (
-                f"Somewhere in this large image there is a tiny {target['shape']}, far smaller than any "
-                "other shape in the picture. What colour is it?"
+                f"Somewhere in this large image there is a tiny {target['shape']}, far smaller than the "
+                "ordinary shapes around it. What colour is it?"
             )
             options = pick_options(rng, target["colour"], dr.COLOUR_NAMES)
             answer_value = target["colour"]
@@ -388,7 +388,7 @@ class VisualSearchAttribute(ImageTaskFamily):
             ask = "shape"
             stem = (
                 f"Somewhere in this large image there is a tiny {target['colour']} shape, far smaller than "
-                "any other shape in the picture. What shape is it?"
+                "the ordinary shapes around it. What shape is it?"
             )
             options = pick_options(rng, target["shape"], dr.SHAPES)
             answer_value = target["shape"]
@@ -491,7 +491,7 @@ class VisualSearchRelativePosition(ImageTaskFamily):
         a, b = tiny[0], tiny[1]
         stem = (
             f"This large image contains a tiny {a['colour']} {a['shape']} and a tiny {b['colour']} {b['shape']}, "
-            f"both far smaller than the other shapes. Where is the tiny {a['colour']} {a['shape']} relative "
+            f"both far smaller than the ordinary shapes. Where is the tiny {a['colour']} {a['shape']} relative "
             f"to the tiny {b['colour']} {b['shape']}?"
         )
         return self.make_task(

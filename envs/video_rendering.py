@@ -7,12 +7,14 @@ name and moved into place atomically, so concurrent generators never see a parti
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -47,7 +49,7 @@ LETTERS = "ABCDEFGH"
 TIMING: dict[int, tuple[tuple[int, ...], tuple[float, float]]] = {
     0: ((8, 10, 12), (6.0, 14.0)),
     1: ((5, 6), (32.0, 58.0)),
-    2: ((3, 4), (122.0, 220.0)),
+    2: ((3,), (122.0, 220.0)),
 }
 
 Item = tuple[str, int, int, tuple[int, int, int], int, int]  # (shape, w, h, rgb, x0, y0)
@@ -119,44 +121,161 @@ def outline_rect(
     fill_rect(frame, x1, y0, x1 + width, y1, color)
 
 
+def rgb_to_yuv(rgb: np.ndarray | Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BT.601 limited-range Y, U (Cb), V (Cr) as floats: the conversion decoders undo."""
+    f = np.asarray(rgb, dtype=np.float64)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    u = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0
+    v = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0
+    return y, u, v
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+@cache
+def yuv_of(color: tuple[int, ...]) -> tuple[int, int, int]:
+    """Rounded BT.601 limited-range (Y, U, V) of one RGB colour."""
+    y, u, v = rgb_to_yuv(color)
+    return int(round(float(y))), int(round(float(u))), int(round(float(v)))
+
+
+@lru_cache(maxsize=4096)
+def block_counts(shape: str, w: int, h: int, px: int, py: int) -> np.ndarray:
+    """Pixels of the sprite in each 2×2 chroma block when its corner has parity (px, py)."""
+    grid = np.zeros((h + py + (h + py) % 2, w + px + (w + px) % 2), dtype=np.int16)
+    grid[py : py + h, px : px + w] = shape_mask(shape, w, h)
+    counts = grid.reshape(grid.shape[0] // 2, 2, grid.shape[1] // 2, 2).sum(axis=(1, 3))
+    counts.setflags(write=False)
+    return counts
+
+
+class YuvImage:
+    """A yuv420p picture (full-resolution luma, 2×2-subsampled chroma) drawn on directly.
+
+    Drawing in YUV skips a colour conversion per frame: sprites write their luma exactly and
+    blend their chroma into each 2×2 block by the fraction of the block they cover (what an
+    area-averaging RGB->yuv420 conversion would give). Width and height must be even.
+    """
+
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        self.y, self.u, self.v = y, u, v
+
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray) -> YuvImage:
+        h, w = rgb.shape[:2]
+        if h % 2 or w % 2:
+            raise ValueError("yuv420 needs an even width and height")
+        y, u, v = rgb_to_yuv(rgb)
+        u = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        v = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        return cls(_to_u8(y), _to_u8(u), _to_u8(v))
+
+    def copy(self) -> YuvImage:
+        return YuvImage(self.y.copy(), self.u.copy(), self.v.copy())
+
+    def crop(self, x0: int, y0: int, w: int, h: int) -> YuvImage:
+        """A view of the box at (x0, y0) (even) of size w×h."""
+        if x0 % 2 or y0 % 2:
+            raise ValueError("yuv420 crops must start on even coordinates")
+        cx, cy = x0 // 2, y0 // 2
+        return YuvImage(
+            self.y[y0 : y0 + h, x0 : x0 + w],
+            self.u[cy : cy + h // 2, cx : cx + w // 2],
+            self.v[cy : cy + h // 2, cx : cx + w // 2],
+        )
+
+    def paste(self, mask: np.ndarray, color: Sequence[int], x0: int, y0: int) -> None:
+        """Paint ``color`` where ``mask`` is set, mask's top-left at (x0, y0); clipped."""
+        fh, fw = self.y.shape
+        h, w = mask.shape
+        ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + w, fw), min(y0 + h, fh)
+        if ax0 >= ax1 or ay0 >= ay1:
+            return
+        sub = mask[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
+        grid = np.zeros((ay1 - ay0 + (ay0 & 1) + 1, ax1 - ax0 + (ax0 & 1) + 1), dtype=np.int16)
+        grid[ay0 & 1 : (ay0 & 1) + ay1 - ay0, ax0 & 1 : (ax0 & 1) + ax1 - ax0] = sub
+        hb, wb = grid.shape[0] // 2, grid.shape[1] // 2
+        counts = grid[: 2 * hb, : 2 * wb].reshape(hb, 2, wb, 2).sum(axis=(1, 3))
+        self._paint(sub, counts, color, ax0, ay0)
+
+    def paste_sprite(
+        self, shape: str, w: int, h: int, color: Sequence[int], x0: int, y0: int
+    ) -> None:
+        """:meth:`paste` of ``shape_mask(shape, w, h)``, with cached chroma coverage when unclipped."""
+        fh, fw = self.y.shape
+        if x0 < 0 or y0 < 0 or x0 + w > fw or y0 + h > fh:
+            self.paste(shape_mask(shape, w, h), color, x0, y0)
+            return
+        self._paint(
+            shape_mask(shape, w, h), block_counts(shape, w, h, x0 & 1, y0 & 1), color, x0, y0
+        )
+
+    def _paint(
+        self, mask: np.ndarray, counts: np.ndarray, color: Sequence[int], x0: int, y0: int
+    ) -> None:
+        yc, uc, vc = yuv_of(tuple(int(c) for c in color))
+        h, w = mask.shape
+        self.y[y0 : y0 + h, x0 : x0 + w][mask] = yc
+        bx0, by0 = x0 // 2, y0 // 2
+        k = counts[: self.u.shape[0] - by0, : self.u.shape[1] - bx0]
+        for plane, c in ((self.u, uc), (self.v, vc)):
+            region = plane[by0 : by0 + k.shape[0], bx0 : bx0 + k.shape[1]]
+            region[:] = (region * (4 - k) + c * k + 2) // 4  # blend by covered pixels per block
+
+    def packed(self) -> np.ndarray:
+        """The ``(h * 3 / 2) × w`` uint8 layout of ``av.VideoFrame.from_ndarray(..., "yuv420p")``."""
+        h, w = self.y.shape
+        return np.concatenate([self.y.ravel(), self.u.ravel(), self.v.ravel()]).reshape(
+            h * 3 // 2, w
+        )
+
+
 def render_items(
     num_frames: int, base: np.ndarray, items_at: Callable[[int], Sequence[Item]]
 ) -> Iterator[np.ndarray]:
-    """Frames drawn from a per-frame list of items over ``base``.
+    """Packed yuv420p frames drawn from a per-frame list of items over the RGB ``base``.
 
     A frame whose item list equals the previous one is yielded as the *same* array, which
-    lets :func:`write_mp4` skip redrawing and colour conversion; callers must not modify
-    yielded arrays.
+    lets :func:`write_mp4` skip redrawing and conversion; callers must not modify yielded
+    arrays.
     """
+    canvas = YuvImage.from_rgb(base)
     prev_key: tuple[Item, ...] | None = None
-    frame = base
+    frame = canvas.packed()
     for i in range(num_frames):
         key = tuple(items_at(i))
         if key != prev_key:
-            frame = base.copy()
+            img = canvas.copy()
             for shape, w, h, rgb, x0, y0 in key:
-                paste(frame, shape_mask(shape, w, h), rgb, x0, y0)
+                img.paste_sprite(shape, w, h, rgb, x0, y0)
+            frame = img.packed()
             prev_key = key
         yield frame
 
 
-def video_file(cache_dir: Path, family: str, seed: int, difficulty: int) -> Path:
-    """Cache location of one task's video; the name pins family, version, difficulty, seed."""
-    return (
-        Path(cache_dir)
-        / "video"
-        / family
-        / f"{family}-g{GENERATOR_VERSION}-d{difficulty}-s{seed}.mp4"
-    )
+def video_file(cache_dir: Path, family: str, seed: int, difficulty: int, spec: str = "") -> Path:
+    """Cache location of one task's video.
+
+    The name pins family, generator version, difficulty and seed, plus a digest of ``spec``
+    (the question, answer and metadata), so a stale file from a changed generator is never
+    mistaken for this task's video.
+    """
+    digest = hashlib.sha1(spec.encode()).hexdigest()[:10]
+    name = f"{family}-g{GENERATOR_VERSION}-d{difficulty}-s{seed}-{digest}.mp4"
+    return Path(cache_dir) / "video" / family / name
 
 
 def write_mp4(
     path: Path, frames: Iterable[np.ndarray], fps: int, *, crf: int = 20, gop: int = 12
 ) -> int:
-    """Encode RGB frames to an H.264 mp4 at ``path`` (atomically); returns the frame count.
+    """Encode frames to an H.264 mp4 at ``path`` (atomically); returns the frame count.
 
+    Frames are ``H×W×3`` RGB arrays or packed yuv420p arrays (``YuvImage.packed``).
     Single-threaded libx264 without B-frames and with a short GOP: byte-reproducible output
-    and cheap random access. Consecutive frames that are the same array object are colour
+    and cheap random access. Consecutive frames that are the same array object are
     converted once.
     """
     path = Path(path)
@@ -181,10 +300,16 @@ def write_mp4(
             last_frame: av.VideoFrame | None = None
             for array in frames:
                 if array is not last_array or last_frame is None:
+                    packed = array.ndim == 2
                     if count == 0:
-                        stream.height, stream.width = array.shape[:2]
-                    rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
-                    last_frame = reformatter.reformat(rgb, format="yuv420p")
+                        stream.width = array.shape[1]
+                        stream.height = array.shape[0] * 2 // 3 if packed else array.shape[0]
+                    data = np.ascontiguousarray(array)
+                    if packed:
+                        last_frame = av.VideoFrame.from_ndarray(data, format="yuv420p")
+                    else:
+                        rgb = av.VideoFrame.from_ndarray(data, format="rgb24")
+                        last_frame = reformatter.reformat(rgb, format="yuv420p")
                     last_array = array
                 last_frame.pts = count
                 for packet in stream.encode(last_frame):
@@ -209,6 +334,17 @@ def write_mp4(
 def options_text(options: Sequence[str]) -> str:
     """``(A) x (B) y ...``"""
     return " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
+
+
+def a_an(word: str) -> str:
+    """The indefinite article for ``word``."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def listing(shapes: Sequence[str]) -> str:
+    """``a circle``, ``a circle and a square``, ``a circle, a square and a triangle``."""
+    parts = [f"{a_an(s)} {s}" for s in shapes]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def fmt_number(x: float) -> str:
@@ -297,7 +433,10 @@ class VideoFamily(TaskFamily):
         metadata: dict[str, Any] | None = None,
         size: tuple[int, int] = (FRAME_W, FRAME_H),
     ) -> Task:
-        path = video_file(Path(cache_dir), self.name, seed, difficulty)
+        spec = json.dumps(
+            [question, answer, options, metadata, fps, num_frames], sort_keys=True, default=str
+        )
+        path = video_file(Path(cache_dir), self.name, seed, difficulty, spec)
         if not path.exists():
             written = write_mp4(path, frames(), fps)
             if written != num_frames:

@@ -26,6 +26,8 @@ from .video_rendering import (
     LETTERS,
     PALETTE,
     VideoFamily,
+    YuvImage,
+    a_an,
     choice_options,
     code,
     even,
@@ -70,7 +72,7 @@ SCENE_LEVELS: dict[int, dict[str, Any]] = {
         "items": (3, 6),
     },
     2: {
-        "fps": (4,),
+        "fps": (3,),
         "dur": (150.0, 220.0),
         "w": (13.0, 15.0),
         "h": (9.5, 11.0),
@@ -270,10 +272,11 @@ class SpatialScene(VideoFamily):
                 fps, n, world, cams, question, answer, answer_type, options, meta = made
 
                 def frames(world=world, cams=cams) -> Iterator[np.ndarray]:
+                    planes = YuvImage.from_rgb(world)  # converted once; frames are crops
                     last, frame = None, None
                     for cx, cy in cams:
                         if (cx, cy) != last:
-                            frame = world[cy : cy + FRAME_H, cx : cx + FRAME_W].copy()
+                            frame = planes.crop(cx, cy, FRAME_W, FRAME_H).packed()
                             last = (cx, cy)
                         yield frame
 
@@ -318,7 +321,9 @@ class SpatialScene(VideoFamily):
                 w, h = even(rng.uniform(0.6, 2.4) * PPM), even(rng.uniform(0.6, 2.4) * PPM)
             else:
                 shape = "circle"
-                noun = str(rng.choice([x for x in ROUND_NOUNS if x not in used_nouns] or ROUND_NOUNS))
+                noun = str(
+                    rng.choice([x for x in ROUND_NOUNS if x not in used_nouns] or ROUND_NOUNS)
+                )
                 w = h = even(rng.uniform(0.6, 1.6) * PPM)
             used_nouns.add(noun)
             pos = place(w, h, 16)
@@ -405,7 +410,7 @@ class SpatialScene(VideoFamily):
         if made is None:
             return None
         question_tail, answer, answer_type, options, qmeta = made
-        listing = ", ".join(f"a {o.label}" for o in named)
+        listing = ", ".join(f"{a_an(o.label)} {o.label}" for o in named)
         intro = (
             "This video is a top-down view of a room, filmed by a camera that slides over it without "
             "rotating or zooming, so only part of the room is visible at a time. The floor is tiled "
@@ -538,7 +543,7 @@ class SpatialScene(VideoFamily):
     def expert(self, task: Task) -> list[str]:
         q = task.question
         listing = q.split("its own colour: ")[1].split("; and some")[0]
-        labels = [part[2:] if part.startswith("a ") else part for part in listing.split(", ")]
+        labels = [part.split(" ", 1)[1] for part in listing.split(", ")]  # drop "a" / "an"
         color_of = {lab: lab.split(" ")[0] for lab in labels}
         tail = q.split("the objects as seen from above. ")[1]
         options = list(task.options or [])

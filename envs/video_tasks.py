@@ -30,6 +30,7 @@ from .video_rendering import (
     SHAPES,
     Item,
     VideoFamily,
+    a_an,
     background,
     bounce_path,
     cell_origin,
@@ -40,6 +41,7 @@ from .video_rendering import (
     fmt_time,
     intervals_mask,
     item,
+    listing,
     options_text,
     paste,
     pick_timing,
@@ -174,7 +176,7 @@ class EventOnset(VideoFamily):
         if kind == "appear":
             question, onset, items_at, meta = self._appear(rng, difficulty, n)
         else:
-            question, onset, items_at, meta = self._enter(rng, difficulty, fps, n)
+            question, onset, items_at, meta = self._enter(rng, difficulty, fps, n, base)
         return self.make_task(
             seed,
             difficulty,
@@ -231,13 +233,13 @@ class EventOnset(VideoFamily):
 
         others = "; other shapes come and go" if num_distract else ""
         question = (
-            f"A {color} {shape} appears at some moment in this video and then stays on screen until "
+            f"{a_an(color).capitalize()} {color} {shape} appears at some moment in this video and then stays on screen until "
             f"the end{others}. At what time, in seconds from the start of the video, does the "
             f"{color} {shape} first appear? Answer with a number of seconds."
         )
         return question, onset, items_at, {"color": color, "shape": shape}
 
-    def _enter(self, rng: np.random.Generator, difficulty: int, fps: int, n: int):
+    def _enter(self, rng: np.random.Generator, difficulty: int, fps: int, n: int, base: np.ndarray):
         size, half = 14, 6.5
         color = str(rng.choice(COLOR_NAMES))
         zw, zh = even(rng.uniform(64, 100)), even(rng.uniform(52, 76))
@@ -318,20 +320,19 @@ class EventOnset(VideoFamily):
                 rng, n, float(np.clip(rng.uniform(30, 80) / fps, 2.0, 16.0)), lo, hi
             )
             others.append((dc, dpath))
-        outline = ("outline", zw + 4, zh + 4, WHITE, zx0 - 2, zy0 - 2)
+        paste(base, shape_mask("outline", zw + 4, zh + 4), WHITE, zx0 - 2, zy0 - 2)
 
         def items_at(i: int) -> list[Item]:
             out: list[Item] = [
                 item("circle", size, dc, even(p[i][0] - half), even(p[i][1] - half))
                 for dc, p in others
             ]
-            out.append(outline)
             out.append(item("circle", size, color, int(path[i][0] - half), int(path[i][1] - half)))
             return out
 
         extra = " Other balls move around too and may cross the zone." if num_distract else ""
         question = (
-            f"A white outline marks a rectangular zone. A {color} ball moves around; at some moment "
+            f"A white outline marks a rectangular zone. {a_an(color).capitalize()} {color} ball moves around; at some moment "
             f"its centre enters the zone for the first time, and after that the ball stays inside."
             f"{extra} At what time, in seconds from the start of the video, does the centre of the "
             f"{color} ball first enter the zone? Answer with a number of seconds."
@@ -341,9 +342,9 @@ class EventOnset(VideoFamily):
     def expert(self, task: Task) -> list[str]:
         q = task.question
         if "outline marks" in q:
-            color = q.split(" ball moves")[0].split("A ")[-1]
+            color = q.split(" ball moves")[0].split()[-1]
             return [code(ONSET_ENTER_T1, color=color), ONSET_ENTER_T2]
-        color, shape = q.split(" appears at some moment")[0][2:].split(" ")
+        color, shape = q.split(" appears at some moment")[0].split()[-2:]
         return [code(ONSET_APPEAR_T1, color=color, shape=shape), ONSET_APPEAR_T2]
 
 
@@ -629,6 +630,7 @@ print("ABCDEFGH"[OPTIONS.index(colour)])
 
 STATE_WHEN_T1 = """$prelude
 SHAPE_A, SHAPE_B, EVENT = $shape_a, $shape_b, $event
+MIN_LAST = $min_last
 OPTIONS = $options
 n = len(video)
 fps = video.fps
@@ -649,8 +651,8 @@ def colours_in_band(frames, shape):
     return [NAMES[int(c.argmax())] if c.max() > 30 else None for c in counts]
 
 
-# coarse scan of the first shape's band, one frame per second
-samples = list(range(0, n, max(1, int(round(fps)))))
+# coarse scan of that shape's band: colours last at least MIN_LAST s, so sample at half that
+samples = list(range(0, n, max(1, int(MIN_LAST * fps / 2))))
 seen = colours_in_band(video.get_batch(samples), SHAPE_B)
 hit = seen.index(EVENT)
 print("the", SHAPE_B, "is first seen", EVENT, "at sample frame", samples[hit], "; before that:", seen[hit - 1])
@@ -741,9 +743,7 @@ class StateAtTime(VideoFamily):
             if k == 1:
                 intro = f"The video shows a {shapes[0]} whose colour changes over time."
             else:
-                intro = (
-                    f"The video shows a {' and a '.join(shapes)}; their colours change over time."
-                )
+                intro = f"The video shows {listing(shapes)}; their colours change over time."
             question = (
                 f"{intro} What colour is the {shapes[j]} at t = {fmt_time(t)} s (seconds from the start "
                 f"of the video)? {options_text(options)}"
@@ -756,7 +756,11 @@ class StateAtTime(VideoFamily):
             for f in range(1, n):
                 if cb[f] != cb[f - 1] and int(cb[f]) not in starts and cb[f] not in cb[:f]:
                     starts[int(cb[f])] = f
-            cands = [(c, f) for c, f in starts.items() if steady(ja, f) and f >= 2 * fps]
+            cands = [
+                (c, f)
+                for c, f in starts.items()
+                if steady(ja, f) and f >= 2 * fps and f + int(seg_s[0] * fps) <= n
+            ]
             if not cands:
                 return None
             c_ev, f = cands[int(rng.integers(len(cands)))]
@@ -765,9 +769,9 @@ class StateAtTime(VideoFamily):
             options, letter = choice_options(rng, truth, COLOR_NAMES, 4, prefer=shown)
             event = COLOR_NAMES[c_ev]
             question = (
-                f"The video shows a {' and a '.join(shapes)}; their colours change over time. What colour "
-                f"is the {shapes[ja]} at the moment the {shapes[jb]} first turns {event}? "
-                f"{options_text(options)}"
+                f"The video shows {listing(shapes)}; their colours change over time (each "
+                f"colour lasts at least {fmt_time(seg_s[0])} seconds). What colour is the {shapes[ja]} "
+                f"at the moment the {shapes[jb]} first turns {event}? {options_text(options)}"
             )
             meta.update(
                 {"query_shape": shapes[ja], "event_shape": shapes[jb], "event": event, "frame": f}
@@ -801,8 +805,16 @@ class StateAtTime(VideoFamily):
             rest = q.split("at the moment the ")[1]
             b = rest.split(" ")[0]
             event = rest.split("first turns ")[1].split("?")[0]
+            min_last = float(q.split("lasts at least ")[1].split(" seconds")[0])
             return [
-                code(STATE_WHEN_T1, shape_a=a, shape_b=b, event=event, options=options),
+                code(
+                    STATE_WHEN_T1,
+                    shape_a=a,
+                    shape_b=b,
+                    event=event,
+                    min_last=min_last,
+                    options=options,
+                ),
                 STATE_WHEN_T2,
             ]
         shape = q.split("What colour is the ")[1].split(" ")[0]
@@ -872,7 +884,7 @@ class AppearanceOrder(VideoFamily):
             sprites.append(
                 item(str(rng.choice(SHAPES)), size, colors[j], *cell_origin(rng, cells[j], size))
             )
-        min_vis = (2.0, 4.0, 5.0)[difficulty]
+        min_vis = (2.0, 4.0, 8.0)[difficulty]
         spacing = int(math.ceil((1.0, 3.0, 6.0)[difficulty] * fps))
         lo_f, hi_f = int(0.5 * fps), n - int((min_vis + 0.5) * fps)
         slack = hi_f - lo_f - (k - 1) * spacing
@@ -887,11 +899,11 @@ class AppearanceOrder(VideoFamily):
                 vis.append(intervals_mask(n, [(firsts[j], n)]))
                 continue
             on_s, off_s = (
-                ((4.0, 15.0), (3.0, 10.0)) if difficulty == 1 else ((5.0, 30.0), (5.0, 40.0))
+                ((4.0, 15.0), (3.0, 10.0)) if difficulty == 1 else ((8.0, 30.0), (5.0, 40.0))
             )
             spans, t = [], firsts[j]
             while t < n:
-                b = t + int(rng.uniform(*on_s) * fps)
+                b = t + math.ceil(rng.uniform(*on_s) * fps)
                 spans.append((t, b))
                 t = b + int(rng.uniform(*off_s) * fps)
             vis.append(intervals_mask(n, spans))
@@ -1271,7 +1283,7 @@ class ObjectCountingOverTime(VideoFamily):
             combos = [(c, s) for c in COLOR_NAMES for s in SHAPES]
             idents = [combos[int(i)] for i in rng.choice(len(combos), size=d, replace=False)]
         reps = [1 if difficulty == 0 else int(rng.integers(1, difficulty + 2)) for _ in idents]
-        min_vis, max_vis = ((1.2, 3.0), (3.0, 10.0), (6.0, 20.0))[difficulty]
+        min_vis, max_vis = ((1.2, 3.0), (3.0, 10.0), (8.0, 24.0))[difficulty]
         cap = min(d - 1, (2, 3, 3)[difficulty])
         load = np.zeros(n, dtype=np.int64)
         cell_busy = np.zeros((12, n), dtype=bool)
@@ -1280,7 +1292,7 @@ class ObjectCountingOverTime(VideoFamily):
         jobs = [j for j in range(d) for _r in range(reps[j])]
         rng.shuffle(jobs)
         for j in jobs:
-            dur = int(rng.uniform(min_vis, max_vis) * fps)
+            dur = math.ceil(rng.uniform(min_vis, max_vis) * fps)
             if dur >= n:
                 continue
             for _try in range(60):

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from RestrictedPython import compile_restricted
+
 from pyvision_gym.envs.base import Task, TaskFamily
 from pyvision_gym.envs.image_tasks import IMAGE_FAMILIES, LETTERS
-from RestrictedPython import compile_restricted
 
 FAMILIES = sorted(IMAGE_FAMILIES)
 DIFFICULTIES = (0, 1, 2)

@@ -134,6 +134,21 @@ FS_READ = [
         "skimage-cascade-xml", "fs-read",
         "import skimage.feature\nskimage.feature.Cascade('@SECRET@')", "PolicyViolation", None,
     ),
+    _c(
+        "mpl-fontconfig-pattern-file", "fs-read",
+        "plt.text(0, 0, 'x', fontproperties=':file=@SECRET@')\nplt.gcf().canvas.draw()", "PolicyViolation", None,
+    ),
+    _c(
+        "mpl-legend-prop-fname", "fs-read",
+        "plt.plot([1, 2], label='a')\nplt.legend(prop={'fname': '@SECRET@'})\nplt.gcf().canvas.draw()",
+        "PolicyViolation", None,
+    ),
+    _c(
+        "mpl-mathtext-rc-font-file", "fs-read",
+        "plt.rcParams['mathtext.fontset'] = 'custom'\nplt.rcParams['mathtext.it'] = ':file=@SECRET@'\n"
+        "plt.text(0, 0, '$x$')\nplt.gcf().canvas.draw()",
+        "PolicyViolation", None,
+    ),
 ]
 
 FS_WRITE = [
@@ -161,6 +176,16 @@ FS_WRITE = [
         "mpl-Path-write", "fs-write",
         "import matplotlib\nmatplotlib.Path('@TARGET@').write_text('pwned')", "PolicyViolation", None,
     ),
+    _c(
+        "pil-libtiff-encoder-fd", "fs-write",
+        "im = Image.new('L', (8, 8))\ntry:\n    im.tobytes('libtiff', ('L', 2, 'pvg', [], {}))\nexcept RuntimeError:\n    pass",
+        "PolicyViolation", None,
+    ),
+    _c(
+        "mpl-texmanager-make-tex", "fs-write",
+        "fig = plt.figure()\nprint(fig.canvas.get_renderer().get_texmanager().make_tex('pvg', 12))",
+        "PolicyViolation", None,
+    ),
 ]
 
 NETWORK = [
@@ -186,7 +211,7 @@ PROCESS = [
     _c("import-threading", "process", "import threading", "PolicyViolation", "import of 'threading' is not allowed"),
     _c(
         "mpl-usetex-subprocess", "process",
-        "plt.rcParams['text.usetex'] = True\nplt.text(0, 0, 'x')\nplt.show()", ("RuntimeError", "PermissionError"), "latex",
+        "plt.rcParams['text.usetex'] = True\nplt.text(0, 0, 'x')\nplt.show()", ("RuntimeError", "PermissionError", "PolicyViolation"), None,
     ),
     _c(
         "np-test-runs-host-code", "process",
@@ -218,6 +243,17 @@ IMPORTS = [
     _c("np-rec-module", "import", "np.rec.fromfile('@SECRET@')", "PolicyViolation", "access to module 'numpy.rec'"),
     _c("skimage-io-lazy", "import", "import skimage\nskimage.io.imread('@SECRET_PPM@')", "PolicyViolation", "access to module 'skimage.io'"),
     _c("scipy-io", "import", "import scipy.io", "PolicyViolation", "import of 'scipy.io' is not allowed"),
+    _c("np-ma-core-module", "import", "print(np.ma.core)", "PolicyViolation", "access to module 'numpy.ma.core'"),
+    _c(
+        "mpl-figure-hooks-import", "import",
+        "plt.rcParams['figure.hooks'] = ['this:x']\nplt.figure()", ("PolicyViolation", "ValueError"), None,
+        forbidden="Beautiful is better than ugly",
+    ),
+    _c(
+        "mpl-figure-hooks-dict-update", "import",
+        "dict.update(plt.rcParams, {'figure.hooks': ['this:x']})\nplt.figure()", ("PolicyViolation", "ValueError"), None,
+        forbidden="Beautiful is better than ugly",
+    ),
 ]
 
 INTROSPECTION = [
@@ -277,6 +313,26 @@ INTROSPECTION = [
         "signature='int (double *, intptr_t, double *, void *)')\nndimage.generic_filter(np.zeros((3, 3)), f, size=3)",
         "PolicyViolation", "attribute 'LowLevelCallable' is not accessible",
     ),
+    _c("metaclass-keyword", "introspection", "class A(metaclass=type):\n    pass", "SyntaxError", 'keyword argument "metaclass" is not allowed'),
+    _c(
+        "abc-subclass-metaclass", "introspection",
+        "import collections.abc\nclass M(collections.abc.Mapping):\n    pass\nprint(type(M))",
+        "PolicyViolation", "metaclasses are not accessible",
+    ),
+    _c("numbers-abcmeta", "introspection", "import numbers\nprint(numbers.ABCMeta)", "PolicyViolation", "metaclasses are not accessible"),
+    _c(
+        "match-class-pattern", "introspection",
+        "match plt.figure:\n    case object(__globals__=g):\n        print(g)", "SyntaxError", "Match statements are not allowed",
+    ),
+    _c("global-guard-name", "introspection", "def f():\n    global _getattr_\n    _getattr_ = 1", "SyntaxError", '"_getattr_" is an invalid variable name'),
+    _c(
+        "except-as-guard-name", "introspection", "try:\n    1 / 0\nexcept Exception as _getattr_:\n    pass",
+        "SyntaxError", '"_getattr_" is an invalid variable name',
+    ),
+    _c(
+        "exception-obj-guarded", "introspection", "try:\n    np.zzz\nexcept AttributeError as e:\n    print(getattr(e.obj, 'lib'))",
+        "PolicyViolation", "attribute 'lib' is not accessible",
+    ),
 ]
 
 FORMAT = [
@@ -295,6 +351,23 @@ FORMAT = [
         "mpl-strmethodformatter", "format",
         "from matplotlib import ticker\nprint(ticker.StrMethodFormatter('{x.__globals__[__builtins__][open]}')(plt.figure, 0))",
         "PolicyViolation", None,
+    ),
+    _c(
+        "string-template-attr", "format", "import string\nprint(string.Template('${a.__class__}').substitute(a=1))",
+        "ValueError", "Invalid placeholder",
+    ),
+    _c("percent-format-attr", "format", "print('%(x.__class__)s' % {'x': 1})", "KeyError", "x.__class__"),
+    _c(
+        "userstring-format", "format",
+        "from collections import UserString\nprint(UserString('{0.__globals__[__builtins__][eval]}').format(plt.figure))",
+        "PolicyViolation", None, forbidden="<built-in function eval>",
+    ),
+    _c(
+        "bar-label-fmt", "format",
+        "class V(float):\n    def __init__(self, x):\n        pass\nax = plt.figure().add_subplot()\n"
+        "bars = ax.bar([0], [1.0])\nbars.datavalues = [V(0.5)]\n"
+        "print(ax.bar_label(bars, fmt='{0.__init__.__globals__[_getattr_].__globals__[builtins].eval}')[0].get_text())",
+        "PolicyViolation", None, forbidden="<built-in function eval>",
     ),
 ]
 
@@ -328,6 +401,14 @@ BUILTINS = [
     _c("compile", "builtins", "compile('1', 'x', 'eval')", "NameError", "name 'compile' is not defined"),
 ]
 
+# An __array_interface__ whose data pointer is the address of a bytes object: numpy reads its
+# header and then its contents (an arbitrary memory read; readonly False allows writes too).
+_MEMREAD_SETUP = (
+    "x = b'PVG-MEMREAD-MARKER'\n"
+    "iface = {'shape': (64,), 'typestr': '|u1', 'data': (id(x), False), 'version': 3}\n"
+)
+_MEMREAD_SHOW = "\nprint(bytes(np.asarray(obj, dtype=np.uint8)[32:50]))"
+
 NATIVE = [
     _c("import-ctypes", "native", "import ctypes", "PolicyViolation", "import of 'ctypes' is not allowed"),
     _c("import-pickle", "native", "import pickle", "PolicyViolation", "import of 'pickle' is not allowed"),
@@ -338,6 +419,82 @@ NATIVE = [
     _c("masked-dumps", "native", "print(np.ma.masked_array([1]).dumps())", "PolicyViolation", "attribute 'dumps' is not accessible"),
     _c("frombuffer-object", "native", "np.frombuffer(b'\\x00' * 16, dtype=object)", "ValueError", "OBJECT array"),
     _c("ndarray-private-interface", "native", "print(np.zeros(2).__array_interface__)", "SyntaxError", '"__array_interface__" is an invalid attribute name'),
+    _c("ndarray-view-object", "native", "print(np.zeros(2, np.int64).view(object))", "TypeError", "array of references"),
+    _c("ndarray-getfield-object", "native", "print(np.zeros(2, np.int64).getfield(object))", "TypeError", "field of an object array"),
+    _c(
+        "dtype-overlapping-object", "native",
+        "print(np.dtype({'names': ['a', 'b'], 'formats': ['O', 'i8'], 'offsets': [0, 0]}))", "TypeError", "overlapping object fields",
+    ),
+    _c("ndarray-dtype-set-object", "native", "a = np.zeros(3, dtype=object)\na.dtype = np.int64", "TypeError", "array of references"),
+    _c(
+        "ndarray-buffer-strides", "native", "np.ndarray((4,), np.uint8, buffer=bytearray(4), strides=(1000,))",
+        "ValueError", "strides is incompatible",
+    ),
+    _c(
+        "frombuffer-bytes-setflags-write", "native", "a = np.frombuffer(b'abc', np.uint8)\na.setflags(write=True)",
+        "ValueError", "cannot set WRITEABLE flag",
+    ),
+    _c("pil-frombuffer-short", "native", "Image.frombuffer('L', (1000, 1000), b'x', 'raw', 'L', 0, 1)", "ValueError", "buffer is not large enough"),
+    _c(
+        "capsule-as-ndimage-callback", "native",
+        "from scipy import ndimage\nndimage.generic_filter(np.zeros((3, 3)), np.random.default_rng().bit_generator.capsule, size=3)",
+        "ValueError", "invalid callable",
+    ),
+    _c(
+        "copy-dispatch-table-array-interface", "native",
+        _MEMREAD_SETUP + "import copy\nclass A:\n    pass\n"
+        "copy.dispatch_table[A] = lambda a: (A, (), {'__array_interface__': iface})\nobj = copy.copy(A())" + _MEMREAD_SHOW,
+        "PolicyViolation", None, forbidden="MEMREAD-MARKER",
+    ),
+    _c(
+        "cached-property-attrname-array-interface", "native",
+        _MEMREAD_SETUP + "import functools\nclass A:\n    def f(self):\n        return iface\n"
+        "    p = functools.cached_property(f)\nA.p.attrname = '__array_interface__'\nobj = A()\nobj.p" + _MEMREAD_SHOW,
+        "PolicyViolation", None, forbidden="MEMREAD-MARKER",
+    ),
+    _c(
+        "optimizeresult-array-interface", "native",
+        _MEMREAD_SETUP + "from scipy import optimize\nobj = optimize.OptimizeResult({'__array_interface__': iface})" + _MEMREAD_SHOW,
+        ("PolicyViolation", "TypeError"), None, forbidden="MEMREAD-MARKER",
+    ),
+    _c(
+        "spines-array-interface", "native",
+        _MEMREAD_SETUP + "obj = plt.figure().add_subplot().spines\nobj['__array_interface__'] = iface" + _MEMREAD_SHOW,
+        ("PolicyViolation", "ValueError"), None, forbidden="MEMREAD-MARKER",
+    ),
+    _c(
+        "regionprops-operator-getitem-dict", "native",
+        _MEMREAD_SETUP + "import operator\nimport skimage.measure\nobj = skimage.measure.regionprops(np.ones((3, 3), int))[0]\n"
+        "operator.getitem(obj, '__dict__')['__array_interface__'] = iface" + _MEMREAD_SHOW,
+        "PolicyViolation", None, forbidden="MEMREAD-MARKER",
+    ),
+    _c(
+        "ndarray-object-from-buffer", "native",
+        "x = b'PVG-FORGED-OBJECT'\na = np.ndarray((1,), dtype=object, buffer=bytearray(id(x).to_bytes(8, 'little')))\nprint(a[0])",
+        ("PolicyViolation", "TypeError", "ValueError"), None, forbidden="FORGED-OBJECT",
+    ),
+    _c(
+        "recarray-object-from-buffer", "native",
+        "x = b'PVG-FORGED-OBJECT'\nr = np.recarray((1,), dtype=[('a', 'O')], buf=bytearray(id(x).to_bytes(8, 'little')))\nprint(r.a[0])",
+        ("PolicyViolation", "TypeError", "ValueError"), None, forbidden="FORGED-OBJECT",
+    ),
+    _c(
+        "ndarray-resize-refcheck-false", "native",
+        "hits = 0\nfor i in range(20):\n    a = np.zeros(4096, np.uint8)\n    blocker = np.zeros(4096, np.uint8)\n"
+        "    v = a[:]\n    a.resize(1 << 16, refcheck=False)\n    b = np.full(4096, 9, np.uint8)\n"
+        "    hits += int(v[100] == 9)\nprint('stale view saw the new array', hits, 'times')",
+        ("PolicyViolation", "ValueError"), None,
+    ),
+    _c(
+        "ndarray-strides-oob", "native",
+        "a = np.frombuffer(bytearray(64), np.uint8)\nv = a[32:]\nv.strides = (2,)\nprint(bytes(v))",
+        ("PolicyViolation", "AttributeError"), None,
+    ),
+    _c(
+        "philox-buffer-pos-oob", "native",
+        "bg = np.random.Philox(0)\nst = bg.state\nst['buffer_pos'] = -2\nbg.state = st\nprint(bg.random_raw(2))",
+        ("PolicyViolation", "ValueError"), None,
+    ),
 ]
 
 VIDEO = [
@@ -350,6 +507,11 @@ VIDEO = [
        "import functools\nfrom matplotlib import patches\n"
        "functools.update_wrapper(type(video), patches.SimpleNamespace(**{'_VideoHandle__sealed': False}), "
        "assigned=('_VideoHandle__sealed',), updated=())\nh = type(video)('@SECRET_VIDEO@')\nprint(len(h))",
+       "PolicyViolation", None, video=True),
+    _c("video-source-via-copy-dispatch-table", "video",
+       "import copy\nh = copy.copy(video)\ncopy.dispatch_table[type(video)] = lambda v: "
+       "(lambda: h, (), {'_VideoHandle__source': '@SECRET_VIDEO@', '_VideoHandle__reader': None})\n"
+       "copy.copy(video)\nprint(len(h))",
        "PolicyViolation", None, video=True),
 ]
 
@@ -423,6 +585,12 @@ RESOURCES = [
     Case("generator-exit", "exit", "raise GeneratorExit", "GeneratorExit", "GeneratorExit"),
     Case("exception-carries-objects", "exit", "raise ValueError(plt.figure, np)", "ValueError", "<module 'numpy'"),
     Case("stopiteration-at-top", "exit", "next(iter([]))", "StopIteration", "StopIteration"),
+    Case(
+        "lone-surrogate-output", "output", "print('ok \\ud800')", None, "ok",
+    ),
+    Case(
+        "lone-surrogate-error", "output", "raise ValueError('bad \\ud800')", "ValueError", "bad",
+    ),
 ]
 
 

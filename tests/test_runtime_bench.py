@@ -38,6 +38,9 @@ def test_runtime_bench_quick_writes_complete_json(tmp_path: Path) -> None:
                 assert stats[field] > 0, (key, design, field)
             assert stats["p99_ms"] >= stats["median_ms"], (key, design)
             assert stats["n"] == (1 if design == "naive" else 3), (key, design)
+        if key.startswith("d_"):
+            idle = scenario["runtime_after_idle"]
+            assert idle["median_ms"] > 0 and idle["p99_ms"] > 0 and idle["n"] == 3, key
         target = scenario["target"]
         if key in TARGETED:
             assert set(target) >= {"text", "metric", "threshold", "value", "pass"}, key

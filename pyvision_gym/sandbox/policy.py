@@ -15,6 +15,7 @@ import operator
 import string
 import types
 import warnings
+from collections import UserString
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -72,6 +73,8 @@ BLOCKED_ATTRIBUTES: frozenset[str] = frozenset(
         "update_wrapper", "wraps", "OPEN", "SAVE", "SAVE_ALL", "DECODERS", "ENCODERS", "font_variant",
         "set_file", "Cascade", "rc_context", "rc_file_defaults", "FontProperties", "FontManager",
         "get_font", "fontManager", "ImageFile",
+        # second pass: writable reduce table, instance-dict writer, latex file writer, RNG state
+        "dispatch_table", "cached_property", "get_texmanager", "TexManager", "make_tex", "make_dvi", "set_state",
         "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next",
         "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame",
         "ag_code", "ag_await", "func_globals", "func_code",
@@ -113,6 +116,9 @@ def _check_value(value: Any, via: str) -> Any:
     if isinstance(value, types.ModuleType):
         return _check_module(value, via)
     if isinstance(value, type):
+        np = _np()
+        if issubclass(value, np.ndarray) and value.__module__ != AGENT_MODULE:
+            return _GuardedArrayClass(value)
         if issubclass(value, type):
             raise PolicyViolation(f"metaclasses are not accessible in the runtime (via {via})")
         if value.__name__ in BLOCKED_ATTRIBUTES:
@@ -130,6 +136,43 @@ def _check_origin(value: Any, via: str) -> None:
     if mod.split(".")[0].lstrip("_") not in _ORIGINS:
         name = getattr(value, "__qualname__", "?")
         raise PolicyViolation(f"{via} leads to '{mod}.{name}', which is outside the runtime's allowed modules")
+
+
+class _GuardedArrayClass:
+    """An ndarray class as agent code sees it: calls refuse object dtypes over a given buffer."""
+
+    __slots__ = ("_cls",)
+
+    def __init__(self, cls: type) -> None:
+        self._cls = cls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        np = _np()
+        buffer = kwargs.get("buffer", kwargs.get("buf", args[2] if len(args) > 2 else None))
+        dtype = kwargs.get("dtype", kwargs.get("formats", args[1] if len(args) > 1 else float))
+        if buffer is not None:
+            try:
+                has_object = np.dtype(dtype).hasobject
+            except TypeError:
+                has_object = True
+            if has_object or kwargs.get("formats") is not None:
+                raise PolicyViolation("arrays of objects cannot be made over a buffer in the runtime")
+        return self._cls(*args, **kwargs)
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        return isinstance(obj, self._cls)
+
+    def __subclasscheck__(self, cls: Any) -> bool:
+        return issubclass(cls, self._cls)
+
+    def __mro_entries__(self, bases: Any) -> tuple:
+        raise PolicyViolation("library array classes cannot be subclassed in the runtime")
+
+    def __getattr__(self, name: str) -> Any:
+        return guarded_getattr(self._cls, name)
+
+    def __repr__(self) -> str:
+        return repr(self._cls)
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +219,18 @@ def _matplotlib_use(backend: str, *args: Any, **kwargs: Any) -> None:
         raise PolicyViolation("the runtime renders with matplotlib's Agg backend only")
 
 
+def _np():
+    import numpy
+
+    return numpy
+
+
+def _safe_resize(arr: Any, *shape: Any, refcheck: bool = True) -> None:
+    if not refcheck:
+        raise PolicyViolation("ndarray.resize(refcheck=False) is not available in the runtime")
+    return arr.resize(*shape)
+
+
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
     """``getattr`` for restricted code (also bound to the ``getattr`` builtin)."""
     if type(name) is not str:  # a str subclass could lie to the checks below
@@ -184,6 +239,13 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
         raise PolicyViolation(f"attribute '{name}' is not accessible in the runtime")
     if name in ("format", "format_map") and (isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))):
         return _bind_str_format(obj, name)
+    if name in ("format", "format_map") and (isinstance(obj, UserString) or (isinstance(obj, type) and issubclass(obj, UserString))):
+        if isinstance(obj, UserString):
+            return _bind_str_format(str(obj.data), name)
+        fn = safe_format if name == "format" else _safe_format_map
+        return lambda self, *a, **k: fn(str(self.data), *a, **k)
+    if name == "resize" and (isinstance(obj, _np().ndarray) or (isinstance(obj, type) and issubclass(obj, _np().ndarray))):
+        return _safe_resize if isinstance(obj, type) else (lambda *shape, refcheck=True: _safe_resize(obj, *shape, refcheck=refcheck))
     if name == "use" and isinstance(obj, types.ModuleType) and obj.__name__ == "matplotlib":
         return _matplotlib_use
     try:
@@ -214,8 +276,48 @@ def _is_agent_class(obj: Any) -> bool:
     return isinstance(obj, type) and getattr(obj, "__module__", None) == AGENT_MODULE
 
 
+class _WriteGuard:
+    """What ``_write_`` hands back for objects with attributes that must not be assigned."""
+
+    __slots__ = ("_obj", "_refused")
+
+    def __init__(self, obj: Any, refused: frozenset[str]) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_refused", refused)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._refused:
+            raise PolicyViolation(f"attribute '{name}' cannot be set in the runtime")
+        setattr(self._obj, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._refused:
+            raise PolicyViolation(f"attribute '{name}' cannot be deleted in the runtime")
+        delattr(self._obj, name)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._obj[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._obj[key]
+
+
+def _refused_writes(obj: Any) -> frozenset[str]:
+    np = _np()
+    if isinstance(obj, np.ndarray):
+        return frozenset({"strides"})
+    if isinstance(obj, np.random.BitGenerator):
+        return frozenset({"state"})
+    return frozenset()
+
+
 def guarded_write(obj: Any) -> Any:
     """Target of item / attribute writes: anything but modules and library classes."""
+    refused = _refused_writes(obj)
+    if refused:
+        return _WriteGuard(obj, refused)
+    if isinstance(obj, _GuardedArrayClass):
+        raise PolicyViolation(f"library classes cannot be modified in the runtime ('{obj._cls.__name__}')")
     if isinstance(obj, types.ModuleType):
         raise PolicyViolation(f"modules cannot be modified in the runtime ('{obj.__name__}')")
     if isinstance(obj, type) and not _is_agent_class(obj):
@@ -224,7 +326,7 @@ def guarded_write(obj: Any) -> Any:
 
 
 def guarded_setattr(obj: Any, name: str, value: Any) -> None:
-    if type(name) is not str or name.startswith("_"):
+    if type(name) is not str or name.startswith("_") or name in _refused_writes(obj):
         raise PolicyViolation(f"attribute '{name}' cannot be set in the runtime")
     setattr(guarded_write(obj), name, value)
 
@@ -267,6 +369,8 @@ def _private_internal(name: str) -> bool:
     a name reaching the guard comes from library internals (e.g. ``ndarray.mean`` importing
     ``numpy._core._methods`` through the calling frame's ``__import__``).
     """
+    if name == "_strptime":  # imported by datetime.strptime / time.strptime at call time
+        return True
     parts = name.split(".")
     return parts[0] in _ALLOWED_TOPLEVEL and any(p.startswith("_") for p in parts[1:])
 

@@ -216,9 +216,9 @@ class Interpreter:
         if self.display.skipped:
             notes.append(f"[{self.display.skipped} more image(s) were not shown: at most {self.display.max_images} per call]")
         return {
-            "output": out.getvalue(),
+            "output": _utf8_safe(out.getvalue()),
             "dropped": out.dropped,
-            "error": error,
+            "error": None if error is None else _utf8_safe(error),
             "error_type": error_type,
             "notes": notes,
         }
@@ -240,6 +240,11 @@ class Interpreter:
         lines += _format_frames(frames, self.sources, current)
         lines.append(msg)
         return _clip("\n".join(lines), int(self.limits["max_error_chars"])), kind
+
+
+def _utf8_safe(text: str) -> str:
+    """Lone surrogates cannot be encoded as UTF-8: escape them instead of failing the reply."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _agent_frames(exc: BaseException, sources: dict[str, str]) -> list[traceback.FrameSummary]:
@@ -427,6 +432,73 @@ def _lock_matplotlib(matplotlib: Any, plt: Any) -> None:
         return safe_format(self.fmt, x=x, pos=pos)
 
     ticker.StrMethodFormatter.__call__ = str_method_call
+
+    # second pass
+    from matplotlib import cbook, font_manager
+
+    def auto_format_str(fmt: str, value: Any) -> str:
+        try:
+            return fmt % (value,)
+        except (TypeError, ValueError):
+            return safe_format(fmt, value)
+
+    cbook._auto_format_str = auto_format_str
+    set_file = font_manager.FontProperties.set_file
+
+    def guarded_set_file(self: Any, file: Any) -> None:
+        if file is not None:
+            raise PolicyViolation("font files cannot be chosen in the runtime")
+        set_file(self, file)
+
+    font_manager.FontProperties.set_file = guarded_set_file
+
+    class _NoImport:
+        @staticmethod
+        def import_module(name: str, package: Any = None) -> Any:
+            raise PolicyViolation("rcParams['figure.hooks'] is not available in the runtime")
+
+    plt.importlib = _NoImport
+    from matplotlib import spines
+
+    spines_getattr = spines.Spines.__getattr__
+
+    def guarded_spines_getattr(self: Any, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return spines_getattr(self, name)
+
+    spines.Spines.__getattr__ = guarded_spines_getattr
+    from scipy._lib._util import _RichResult
+
+    rich_getattr = _RichResult.__getattr__
+
+    def guarded_rich_getattr(self: Any, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return rich_getattr(self, name)
+
+    _RichResult.__getattr__ = guarded_rich_getattr
+    from skimage.measure._regionprops import RegionProperties
+
+    rp_getitem = RegionProperties.__getitem__
+
+    def guarded_rp_getitem(self: Any, key: Any) -> Any:
+        if isinstance(key, str) and key.startswith("_"):
+            raise PolicyViolation(f"item '{key}' is not accessible in the runtime")
+        return rp_getitem(self, key)
+
+    RegionProperties.__getitem__ = guarded_rp_getitem
+    from PIL import Image as PILImage
+
+    for attr in ("_getencoder", "_getdecoder"):
+        original = getattr(PILImage, attr)
+
+        def no_fd_codecs(mode: Any, name: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            if name in ("libtiff", "jpeg2k"):
+                raise PolicyViolation(f"the '{name}' codec is not available in the runtime")
+            return _original(mode, name, *args, **kwargs)
+
+        setattr(PILImage, attr, no_fd_codecs)
 
 
 _DISPLAY_REF: list[Display | None] = [None]

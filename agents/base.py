@@ -1,0 +1,61 @@
+"""The agent interface: turn the episode so far into the next turn's text, for many episodes at once."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Observation:
+    """What the environment returned: text plus the images shown with it."""
+
+    text: str
+    images: tuple[np.ndarray, ...] = ()
+
+
+@dataclass
+class Episode:
+    """One running episode as an agent sees it.
+
+    ``first`` is the reset observation (the task prompt); ``turns`` the (action, observation)
+    pairs since. ``task`` is the environment's task object: privileged, for scripted agents
+    only (the expert reads its question and options, never its answer); ``None`` when the
+    agent must not see it.
+    """
+
+    episode_id: str
+    modality: str
+    first: Observation
+    turns: list[tuple[str, Observation]] = field(default_factory=list)
+    task: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def turn(self) -> int:
+        return len(self.turns)
+
+
+class Agent(abc.ABC):
+    """Produces the next turn's text for a batch of episodes.
+
+    ``act`` receives every episode that still needs a turn and returns one string per
+    episode, in order. Agents are built from a spec string (see ``agents.registry``).
+    """
+
+    spec: str = ""
+    privileged: bool = False  # needs ``Episode.task`` (scripted agents)
+
+    @abc.abstractmethod
+    def act(self, episodes: Sequence[Episode]) -> list[str]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Identity for result files: spec, and whatever pins the agent (model hash, ...)."""
+        return {"spec": self.spec}
+
+    def close(self) -> None:
+        """Free models, servers, clients."""

@@ -1,0 +1,456 @@
+"""Frozen evaluation suites: fixed task lists with a content hash.
+
+    python -m benchmarks.suites list
+    python -m benchmarks.suites freeze pvbench-image-v0 [--force]
+    python -m benchmarks.suites freeze my-vstar --dataset data/vstar.json --modality image
+    python -m benchmarks.suites verify pvbench-video-v0
+
+A suite file (``benchmarks/suites/<name>.json``, format ``pyvision-gym-suite/1``) holds
+the suite's name, version, modality, split, the environment kwargs every episode runs
+with, and its tasks: ``{task_id, family, difficulty, seed, hash}`` for generated tasks
+(``reset(seed=seed)`` on the ``test`` split, i.e. task seed ``SPLIT_OFFSETS["test"] +
+seed``) or ``{task_id, family, index, hash}`` for rows of a dataset file in the PyVision-RL
+format (``dataset``: its path, relative to the suite file). ``hash`` per task is
+:func:`pyvision_gym.evaluation.task_content_hash` (id, question, answer and media bytes:
+image pixels, mp4 file bytes); the suite ``hash`` is sha256 over the canonical JSON of
+``{modality, split, env_kwargs}`` followed by every ``task_id:hash`` in order. Both are
+computed once, at freezing, and never rewritten: :func:`verify_suite` regenerates the tasks
+and compares, and :func:`load_suite` checks the file against its own hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pyvision_gym.env import SPLIT_OFFSETS, default_cache_dir
+from pyvision_gym.evaluation import SuiteMismatchError, task_content_hash
+
+__all__ = [
+    "BUILTIN_SUITES",
+    "DEFAULT_ENV_KWARGS",
+    "SUITES_DIR",
+    "Suite",
+    "SuiteError",
+    "SuiteMismatchError",
+    "build_suite",
+    "compute_suite_hash",
+    "compute_task_hashes",
+    "freeze",
+    "freeze_dataset",
+    "load_suite",
+    "suite_tasks",
+    "verify_suite",
+]
+
+FORMAT = "pyvision-gym-suite/1"
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+SPLIT = "test"
+HASH_SCHEME = (
+    "sha256 over canonical JSON {modality, split, env_kwargs} then 'task_id:task_hash\\n' per task in order; "
+    "task_hash = sha256 over the task's id, question, answer, answer type, options, tolerance, "
+    "image name/mode/size/pixels and mp4 file bytes (pyvision_gym.evaluation.task_content_hash)"
+)
+DEFAULT_ENV_KWARGS: dict[str, Any] = {
+    "max_turns": 8,
+    "max_images": 32,
+    "code_timeout": 30.0,
+    "max_output_chars": 10_000,
+    "tool_reward_per_turn": 0.1,
+    "reward": "accumulative",
+    "terminate_on_error": False,
+    "show_image": True,
+}
+# name -> how to build it: modality, difficulties, seeds (reset seeds on the test split).
+BUILTIN_SUITES: dict[str, dict[str, Any]] = {
+    "pvbench-image-v0": {
+        "modality": "image", "difficulties": (0, 1, 2), "seeds": (0, 1, 2, 3),
+        "description": "Every image task family x difficulties 0, 1, 2 x 4 seeds (test split).",
+    },
+    "pvbench-video-v0": {
+        "modality": "video", "difficulties": (0, 1, 2), "seeds": (0, 1, 2, 3),
+        "description": "Every video task family x difficulties 0, 1, 2 x 4 seeds (test split).",
+    },
+    "demo-image-v0": {
+        "modality": "image", "difficulties": (0,), "seeds": (1000,),
+        "description": "Demo: every image task family at difficulty 0, one seed (test split, disjoint from pvbench).",
+    },
+    "demo-video-v0": {
+        "modality": "video", "difficulties": (0,), "seeds": (1000,),
+        "description": "Demo: every video task family at difficulty 0, one seed (test split, disjoint from pvbench).",
+    },
+}
+
+
+class SuiteError(ValueError):
+    """A suite name or file that cannot be used (unknown, malformed, edited after freezing)."""
+
+
+@dataclass
+class Suite:
+    """A loaded suite (see the module docstring for the file format)."""
+
+    name: str
+    version: int
+    modality: str
+    tasks: list[dict[str, Any]]
+    env_kwargs: dict[str, Any]
+    hash: str
+    split: str = SPLIT
+    description: str = ""
+    dataset: str | None = None  # as written in the file: relative to the file, or absolute
+    path: Path | None = None  # the file it was loaded from
+    frozen_with: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataset_path(self) -> Path | None:
+        """The dataset file, resolved against the suite file's folder."""
+        if not self.dataset:
+            return None
+        p = Path(self.dataset).expanduser()
+        if not p.is_absolute():
+            p = (self.path.parent if self.path else SUITES_DIR) / p
+        return p.resolve()
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({t["family"] for t in self.tasks})
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content (key order fixed)."""
+        out: dict[str, Any] = {
+            "format": FORMAT, "name": self.name, "version": self.version, "modality": self.modality,
+            "split": self.split, "description": self.description, "env_kwargs": self.env_kwargs,
+            "dataset": self.dataset, "families": self.families, "num_tasks": len(self.tasks),
+            "hash": self.hash, "hash_scheme": HASH_SCHEME, "frozen_with": self.frozen_with, "tasks": self.tasks,
+        }
+        return out
+
+
+# ---------------------------------------------------------------------- hashing
+def _combine(modality: str, split: str, env_kwargs: dict[str, Any], pairs: list[tuple[str, str]]) -> str:
+    h = hashlib.sha256(json.dumps({"modality": modality, "split": split, "env_kwargs": env_kwargs}, sort_keys=True).encode())
+    for task_id, th in pairs:
+        h.update(f"{task_id}:{th}\n".encode())
+    return h.hexdigest()
+
+
+def _generate(suite: Suite, entry: dict[str, Any], cache_dir: Path, rows: list[Any] | None) -> Any:
+    if rows is not None:
+        from pyvision_gym.datasets import row_to_task
+
+        i = int(entry["index"])
+        if not 0 <= i < len(rows):
+            raise SuiteError(f"suite {suite.name!r}: task {entry['task_id']!r} has index {i}, but the dataset has {len(rows)} {suite.modality} rows")
+        return row_to_task(rows[i], i)
+    from pyvision_gym.envs import get_family
+
+    fam = get_family(entry["family"])
+    return fam.generate(SPLIT_OFFSETS[suite.split] + int(entry["seed"]), int(entry["difficulty"]), cache_dir)
+
+
+def _as_suite(suite: Suite | str | os.PathLike[str]) -> Suite:
+    return suite if isinstance(suite, Suite) else load_suite(suite)
+
+
+def _dataset_rows(suite: Suite) -> list[Any] | None:
+    if not suite.dataset:
+        return None
+    from pyvision_gym.datasets import load_dataset
+
+    return [r for r in load_dataset(suite.dataset_path) if r.modality == suite.modality]
+
+
+def suite_tasks(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None) -> list[Any]:
+    """Every task of ``suite`` as a ``Task`` (generated by its family, or read from the dataset)."""
+    suite = _as_suite(suite)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = _dataset_rows(suite)
+    return [_generate(suite, e, cache, rows) for e in suite.tasks]
+
+
+def compute_task_hashes(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> list[str]:
+    """Each task's content hash, regenerating the task (and its media) from scratch."""
+    suite = _as_suite(suite)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = _dataset_rows(suite)
+    entries: Any = suite.tasks
+    if progress:
+        from tqdm import tqdm
+
+        entries = tqdm(entries, desc=f"hashing {suite.name}", unit="task")
+    return [task_content_hash(_generate(suite, e, cache, rows)) for e in entries]
+
+
+def compute_suite_hash(
+    suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None, task_hashes: list[str] | None = None
+) -> str:
+    """The suite hash: over ``{modality, split, env_kwargs}`` and every task's content hash
+    (recomputed from the generated tasks unless ``task_hashes`` is given)."""
+    suite = _as_suite(suite)
+    hashes = task_hashes if task_hashes is not None else compute_task_hashes(suite, cache_dir)
+    return _combine(suite.modality, suite.split, suite.env_kwargs, [(t["task_id"], h) for t, h in zip(suite.tasks, hashes)])
+
+
+def verify_suite(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> str:
+    """Regenerate every task and compare with the frozen hashes; returns the suite hash.
+
+    Raises :class:`SuiteMismatchError` naming the tasks that differ (or saying that the
+    file itself was edited) when anything does not match.
+    """
+    suite = load_suite(suite, check=False)
+    hashes = compute_task_hashes(suite, cache_dir, progress=progress)
+    bad = [(t, h) for t, h in zip(suite.tasks, hashes) if t.get("hash") != h]
+    full = compute_suite_hash(suite, task_hashes=hashes)
+    if bad:
+        shown = "; ".join(f"{t['task_id']} ({_where(t)})" for t, _ in bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        raise SuiteMismatchError(
+            f"suite {suite.name!r} ({suite.path or 'in memory'}) does not match its frozen content: "
+            f"{len(bad)} of {len(suite.tasks)} tasks differ: {shown}. Their question, answer or media bytes changed "
+            "(a task generator, font, image library or video encoder differs from the one that froze the suite, "
+            "or the task list was edited). Results on it are not comparable with the leaderboard; if the change is "
+            "intended, freeze a new suite version under a new name."
+        )
+    if full != suite.hash:
+        raise SuiteMismatchError(
+            f"suite {suite.name!r} ({suite.path or 'in memory'}): every task matches its frozen task hash, but the "
+            f"suite hash is {full[:16]}…, not the frozen {str(suite.hash)[:16]}…: the file's env_kwargs, modality, "
+            "split, task order or hash field was edited after freezing"
+        )
+    return full
+
+
+def _where(t: dict[str, Any]) -> str:
+    if "index" in t and "seed" not in t:
+        return f"family {t.get('family')}, dataset row {t['index']}"
+    return f"family {t.get('family')}, difficulty {t.get('difficulty')}, seed {t.get('seed')}"
+
+
+# ---------------------------------------------------------------------- loading
+def available_suites() -> list[str]:
+    """Names of the suite files in ``benchmarks/suites``."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.json"))
+
+
+def _from_json(data: dict[str, Any], path: Path | None) -> Suite:
+    where = str(path) if path else "suite"
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SuiteError(f"{where}: not a suite file (expected format {FORMAT!r})")
+    for key in ("name", "version", "modality", "tasks", "env_kwargs", "hash"):
+        if key not in data:
+            raise SuiteError(f"{where}: missing field {key!r}")
+    if data["modality"] not in ("image", "video"):
+        raise SuiteError(f"{where}: modality must be 'image' or 'video', got {data['modality']!r}")
+    need = ("task_id", "family", "hash") + (("index",) if data.get("dataset") else ("difficulty", "seed"))
+    seen: set[str] = set()
+    for i, t in enumerate(data["tasks"]):
+        missing = [k for k in need if k not in t]
+        if missing:
+            raise SuiteError(f"{where}: task {i} misses {missing}")
+        if t["task_id"] in seen:
+            raise SuiteError(f"{where}: duplicate task id {t['task_id']!r}")
+        seen.add(t["task_id"])
+    return Suite(
+        name=data["name"], version=int(data["version"]), modality=data["modality"], tasks=list(data["tasks"]),
+        env_kwargs=dict(data["env_kwargs"]), hash=str(data["hash"]), split=data.get("split", SPLIT),
+        description=data.get("description", ""), dataset=data.get("dataset"), path=path,
+        frozen_with=dict(data.get("frozen_with") or {}),
+    )
+
+
+def load_suite(name_or_path: Suite | str | os.PathLike[str], check: bool = True) -> Suite:
+    """A suite by name (``benchmarks/suites/<name>.json``) or path.
+
+    With ``check`` the file must agree with its own hash (an edited ``env_kwargs``, task
+    list or hash raises :class:`SuiteMismatchError`); the tasks' content is checked when
+    they are generated (:func:`verify_suite`, and per task during an eval).
+    """
+    if isinstance(name_or_path, Suite):
+        suite = name_or_path
+    else:
+        p = Path(name_or_path).expanduser()
+        if not p.is_file():
+            named = SUITES_DIR / f"{name_or_path}.json"
+            if named.is_file():
+                p = named
+            else:
+                raise SuiteError(f"no suite {str(name_or_path)!r}: not a file, and not one of {', '.join(available_suites()) or '(none)'}")
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SuiteError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        suite = _from_json(data, p.resolve())
+    if check:
+        want = _combine(suite.modality, suite.split, suite.env_kwargs, [(t["task_id"], t["hash"]) for t in suite.tasks])
+        if want != suite.hash:
+            raise SuiteMismatchError(
+                f"suite {suite.name!r} ({suite.path or 'in memory'}) was edited after freezing: its env_kwargs, modality, "
+                f"split, task list or hash field no longer give its frozen hash {str(suite.hash)[:16]}… "
+                f"(they give {want[:16]}…). Restore the file, or freeze a new suite under a new name."
+            )
+    return suite
+
+
+# ---------------------------------------------------------------------- building and freezing
+def _frozen_with() -> dict[str, Any]:
+    import PIL
+
+    from pyvision_gym import __version__
+
+    info: dict[str, Any] = {
+        "pyvision_gym": __version__, "pillow": PIL.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        import av
+
+        info["av"] = av.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def build_suite(
+    name: str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False, env_kwargs: dict[str, Any] | None = None
+) -> Suite:
+    """A built-in suite (:data:`BUILTIN_SUITES`) generated and hashed now."""
+    from pyvision_gym.envs import families_for
+
+    if name not in BUILTIN_SUITES:
+        raise SuiteError(f"no built-in suite {name!r}; built-in: {', '.join(BUILTIN_SUITES)}")
+    spec = BUILTIN_SUITES[name]
+    fams = families_for(spec["modality"])
+    entries = [
+        {"task_id": "", "family": f, "difficulty": int(d), "seed": int(s), "hash": ""}
+        for s in spec["seeds"] for d in spec["difficulties"] for f in fams if d in fams[f].difficulties
+    ]
+    version = int(name.rsplit("-v", 1)[1]) if "-v" in name and name.rsplit("-v", 1)[1].isdigit() else 0
+    suite = Suite(
+        name=name, version=version, modality=spec["modality"], tasks=entries,
+        env_kwargs=dict(env_kwargs or DEFAULT_ENV_KWARGS), hash="", description=spec["description"],
+    )
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    it: Any = entries
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(entries, desc=f"generating {name}", unit="task")
+    for e in it:
+        task = _generate(suite, e, cache, None)
+        e["task_id"], e["hash"] = task.task_id, task_content_hash(task)
+    suite.hash = compute_suite_hash(suite, task_hashes=[e["hash"] for e in entries])
+    suite.frozen_with = _frozen_with()
+    return suite
+
+
+def _write(suite: Suite, path: Path, force: bool) -> str:
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("hash") == suite.hash:
+            return f"{path}: unchanged (hash {suite.hash[:16]}…)"
+        if not force:
+            raise SuiteError(
+                f"{path} is frozen with hash {str(old.get('hash'))[:16]}… and the suite now hashes to {suite.hash[:16]}…: "
+                "a frozen suite is never rewritten; freeze a new version under a new name (or pass --force)"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(suite.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    suite.path = path.resolve()
+    return f"{path}: wrote {len(suite.tasks)} tasks, hash {suite.hash[:16]}…"
+
+
+def freeze(name: str, out: str | os.PathLike[str] | None = None, force: bool = False, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> str:
+    """Build a built-in suite and write it (``benchmarks/suites/<name>.json`` by default)."""
+    suite = build_suite(name, cache_dir, progress=progress)
+    return _write(suite, Path(out) if out else SUITES_DIR / f"{name}.json", force)
+
+
+def freeze_dataset(
+    name: str, dataset: str | os.PathLike[str], modality: str, out: str | os.PathLike[str] | None = None,
+    env_kwargs: dict[str, Any] | None = None, force: bool = False, version: int = 0, description: str = "",
+) -> str:
+    """Freeze the ``modality`` rows of a PyVision-RL dataset file as a suite."""
+    from pyvision_gym.datasets import load_dataset, row_to_task
+
+    out_path = Path(out) if out else SUITES_DIR / f"{name}.json"
+    ds = Path(dataset).expanduser().resolve()
+    rows = [r for r in load_dataset(ds) if r.modality == modality]
+    if not rows:
+        raise SuiteError(f"{ds}: no {modality} rows")
+    entries = []
+    for i, r in enumerate(rows):
+        task = row_to_task(r, i)
+        entries.append({"task_id": task.task_id, "family": task.family, "index": i, "hash": task_content_hash(task)})
+    try:
+        rel = os.path.relpath(ds, out_path.parent.resolve())
+    except ValueError:  # another drive
+        rel = str(ds)
+    suite = Suite(
+        name=name, version=version, modality=modality, tasks=entries, env_kwargs=dict(env_kwargs or DEFAULT_ENV_KWARGS),
+        hash="", description=description or f"{modality} rows of {ds.name}", dataset=rel, path=out_path.resolve(),
+    )
+    suite.hash = compute_suite_hash(suite, task_hashes=[e["hash"] for e in entries])
+    suite.frozen_with = _frozen_with()
+    return _write(suite, out_path, force)
+
+
+# ---------------------------------------------------------------------- command line
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.suites", description="Freeze, verify and list evaluation suites.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the suite files")
+    fr = sub.add_parser("freeze", help="generate a suite and write its frozen file")
+    fr.add_argument("names", nargs="+", help=f"built-in suite names ({', '.join(BUILTIN_SUITES)}), 'all', or the new suite's name with --dataset")
+    fr.add_argument("--dataset", type=Path, help="freeze the rows of this PyVision-RL dataset file instead")
+    fr.add_argument("--modality", choices=("image", "video"), help="with --dataset: which rows")
+    fr.add_argument("--max-turns", type=int, help="with --dataset: env max_turns (default 8)")
+    fr.add_argument("--out", type=Path, help="output file (default benchmarks/suites/NAME.json)")
+    fr.add_argument("--cache", type=Path, help="media cache directory")
+    fr.add_argument("--force", action="store_true", help="overwrite a frozen file whose hash changed")
+    ve = sub.add_parser("verify", help="regenerate a suite's tasks and compare with its frozen hashes")
+    ve.add_argument("names", nargs="+", help="suite names or files ('all' for every suite file)")
+    ve.add_argument("--cache", type=Path)
+    args = ap.parse_args(argv)
+
+    if args.cmd == "list":
+        for n in available_suites():
+            s = load_suite(n, check=False)
+            print(f"{n:24s} {s.modality:5s} {len(s.tasks):4d} tasks  hash {s.hash[:16]}…  {s.description}")
+        return 0
+    if args.cmd == "freeze":
+        if args.dataset:
+            if len(args.names) != 1 or not args.modality:
+                ap.error("--dataset needs exactly one NAME and --modality")
+            kw = dict(DEFAULT_ENV_KWARGS, **({"max_turns": args.max_turns} if args.max_turns else {}))
+            print(freeze_dataset(args.names[0], args.dataset, args.modality, args.out, kw, args.force))
+            return 0
+        names = list(BUILTIN_SUITES) if args.names == ["all"] else args.names
+        if args.out and len(names) != 1:
+            ap.error("--out needs exactly one NAME")
+        for n in names:
+            print(freeze(n, args.out, args.force, args.cache))
+        return 0
+    names = available_suites() if args.names == ["all"] else args.names
+    status = 0
+    for n in names:
+        try:
+            h = verify_suite(n, args.cache, progress=True)
+            print(f"{n}: OK ({h[:16]}…)")
+        except (SuiteError, SuiteMismatchError) as exc:
+            print(f"{n}: MISMATCH: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
