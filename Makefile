@@ -26,20 +26,22 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-# OS packages: bubblewrap (the runtime's namespace sandbox) and libseccomp (its syscall
-# filter). Installed with apt-get where we may; otherwise we say what is missing and go on
-# (the runtime then warns at start-up that a layer is missing).
+# OS packages: bubblewrap (the runtime's namespace sandbox), libseccomp (its syscall filter)
+# and headless Chromium with fonts (the HTML viewer / leaderboard tests render pages in it).
+# Installed with apt-get where we may; otherwise we say what is missing and go on (the runtime
+# then warns at start-up that a layer is missing; the browser tests say why they skip).
 system-deps:
 	@missing=""; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || missing="$$missing libseccomp2"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-liberation fonts-dejavu-core"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing OS packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
 		echo "installing OS packages with sudo:$$missing"; \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
 		echo "WARNING: missing OS packages:$$missing -- install them (e.g. apt-get install$$missing) for full runtime isolation; continuing without"; \
 	fi

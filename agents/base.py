@@ -57,5 +57,5 @@ class Agent(abc.ABC):
         """Identity for result files: spec, and whatever pins the agent (model hash, ...)."""
         return {"spec": self.spec}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Free models, servers, clients."""

@@ -267,8 +267,10 @@ class FullVideoAgent(Agent):
     native size (``VisualTokenCounter.image``), with no 2-frame temporal merge and the image
     (not video) pixel bounds, whereas ``visual_tokens_full_video`` prices the same frames
     as a video (two frames per temporal patch, video min/max/total pixels). For the
-    256×192 generated videos the two nearly cancel (63 tokens per shown frame against 65
-    per frame as video); frames are never downscaled by the runtime below 4096² pixels.
+    256×192 generated videos that is 63 tokens per shown frame against 70 per frame as
+    video (the video path upscales frames to its 128·28² minimum), so ``visual_tokens`` is
+    0.9 × ``visual_tokens_full_video``; frames are shown at native size (the runtime only
+    downscales images above 4096² pixels).
 
     The runtime's per-call image cap (``RuntimeConfig.max_images_per_call``, default 16)
     and the environment's ``max_images`` must admit all frames: the eval applies

@@ -198,7 +198,7 @@ def compute_suite_hash(
     (recomputed from the generated tasks unless ``task_hashes`` is given)."""
     suite = _as_suite(suite)
     hashes = task_hashes if task_hashes is not None else compute_task_hashes(suite, cache_dir)
-    return _combine(suite.modality, suite.split, suite.env_kwargs, [(t["task_id"], h) for t, h in zip(suite.tasks, hashes)])
+    return _combine(suite.modality, suite.split, suite.env_kwargs, [(t["task_id"], h) for t, h in zip(suite.tasks, hashes, strict=True)])
 
 
 def verify_suite(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> str:
@@ -209,7 +209,7 @@ def verify_suite(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = 
     """
     suite = load_suite(suite, check=False)
     hashes = compute_task_hashes(suite, cache_dir, progress=progress)
-    bad = [(t, h) for t, h in zip(suite.tasks, hashes) if t.get("hash") != h]
+    bad = [(t, h) for t, h in zip(suite.tasks, hashes, strict=True) if t.get("hash") != h]
     full = compute_suite_hash(suite, task_hashes=hashes)
     if bad:
         shown = "; ".join(f"{t['task_id']} ({_where(t)})" for t, _ in bad[:5]) + ("; ..." if len(bad) > 5 else "")

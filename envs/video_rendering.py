@@ -1,8 +1,13 @@
-"""Shared pieces of the synthetic video families: palette, sprites, frame drawing, H.264 encoding.
+"""Shared pieces of the synthetic video families: palette, sprites, drawing, H.264 encoding.
 
-Frames are plain ``H×W×3`` uint8 numpy arrays drawn with vectorised slicing; videos are
-written with PyAV/libx264 (single-threaded, so the bytes are reproducible) to a temporary
-name and moved into place atomically, so concurrent generators never see a partial file.
+Scenes are described in RGB, but frames are drawn straight into yuv420p planes
+(:class:`YuvImage`): sprites sit on even coordinates so their chroma lines up with the 2×2
+subsampling grid, and no per-frame colour conversion is needed. Videos are written with
+PyAV/libx264 (single-threaded, no B-frames, 12-frame GOP: byte-reproducible and cheap to
+seek) to a temporary name and moved into place atomically, so concurrent generators never
+see a partial file. Also here: the :class:`VideoFamily` base (seeded rng, cached mp4,
+``Task`` record), small question helpers and ``EXPERT_PRELUDE``, the colour/blob helper
+code the experts start with.
 """
 
 from __future__ import annotations
@@ -103,22 +108,6 @@ def paste(frame: np.ndarray, mask: np.ndarray, color: Sequence[int], x0: int, y0
         return
     sub = mask[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
     frame[ay0:ay1, ax0:ax1][sub] = color
-
-
-def fill_rect(frame: np.ndarray, x0: int, y0: int, x1: int, y1: int, color: Sequence[int]) -> None:
-    """Fill the half-open box [x0, x1) × [y0, y1), clipped to the frame."""
-    fh, fw = frame.shape[:2]
-    frame[max(y0, 0) : min(y1, fh), max(x0, 0) : min(x1, fw)] = color
-
-
-def outline_rect(
-    frame: np.ndarray, x0: int, y0: int, x1: int, y1: int, color: Sequence[int], width: int = 2
-) -> None:
-    """A ``width``-pixel outline drawn just outside the half-open box [x0, x1) × [y0, y1)."""
-    fill_rect(frame, x0 - width, y0 - width, x1 + width, y0, color)
-    fill_rect(frame, x0 - width, y1, x1 + width, y1 + width, color)
-    fill_rect(frame, x0 - width, y0, x0, y1, color)
-    fill_rect(frame, x1, y0, x1 + width, y1, color)
 
 
 def rgb_to_yuv(rgb: np.ndarray | Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -412,6 +401,7 @@ class VideoFamily(TaskFamily):
     key: int = 0
 
     def rng(self, seed: int, difficulty: int) -> np.random.Generator:
+        """The task's generator, a pure function of (seed, difficulty, family key)."""
         if difficulty not in self.difficulties:
             raise ValueError(f"difficulty must be one of {self.difficulties}, got {difficulty}")
         return np.random.default_rng([seed, difficulty, self.key])
@@ -433,6 +423,7 @@ class VideoFamily(TaskFamily):
         metadata: dict[str, Any] | None = None,
         size: tuple[int, int] = (FRAME_W, FRAME_H),
     ) -> Task:
+        """Write the video unless this exact task is cached, and build the ``Task``."""
         spec = json.dumps(
             [question, answer, options, metadata, fps, num_frames], sort_keys=True, default=str
         )

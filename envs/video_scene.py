@@ -121,6 +121,7 @@ def relative_side(stand: np.ndarray, face: np.ndarray, target: np.ndarray) -> fl
 
 SCENE_T1 = """$prelude
 import math
+from collections import Counter
 n = len(video)
 fps = video.fps
 print(video)
@@ -135,17 +136,17 @@ def grid_mask(f):
     return (mx - mn < 25) & (mx > 125) & (mx < 190)
 
 
-# the tile size in pixels: spacing of the light grid lines (columns and rows of two frames;
-# furniture can hide a line, so take the smallest gap between neighbouring lines)
+# the tile size in pixels: the commonest gap between neighbouring grid lines (columns and
+# rows of three frames; furniture may hide a line, a wall edge may look like one)
 gaps = []
-for f in (video[0], video[n // 2]):
+for f in video.get_batch([0, n // 2, n - 1]):
     g = grid_mask(f)
     for prof in (g.mean(axis=0), g.mean(axis=1)):
         lines = np.flatnonzero(prof > 0.25 * prof.max())
         starts = [int(c) for k, c in enumerate(lines) if k == 0 or c != lines[k - 1] + 1]
         gaps.extend(int(d) for d in np.diff(starts) if d >= 8)
-P = min(gaps)
-print("gaps between grid lines:", sorted(set(gaps)), "-> one tile (1 m) =", P, "px")
+P = Counter(gaps).most_common(1)[0][0]
+print("gaps between grid lines:", sorted(Counter(gaps).items()), "-> one tile (1 m) =", P, "px")
 """
 
 SCENE_T2 = """# Track the camera: the grid's offset (mod P) in each sampled frame, unwrapped over time.
@@ -171,7 +172,7 @@ def track(stride):
         batch = video.get_batch(range(start, stop))[::stride]
         idx.extend(range(start, stop, stride))
         offs.extend(offsets(batch))
-        kept.extend(batch[::3])
+        kept.extend(batch[::3].copy())  # a copy lets the rest of the chunk be freed
         last = batch[-1]
     cam = [(0, 0)]
     worst = 0

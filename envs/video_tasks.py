@@ -1,16 +1,35 @@
-"""Procedurally generated video task families.
+"""Procedurally generated video task families ("agentic vision RL" over videos).
 
 Every family draws a small synthetic video (coloured shapes on a dark backdrop, or a
 top-down room for :mod:`.video_scene`), encodes it to H.264 mp4 in ``cache_dir`` and asks
-a question whose answer needs frames from across the video: when something happens, how
-often, in which state or order, which way things move, how many distinct things appear.
-Lengths grow with difficulty (≈5–15 s, 30–60 s, 2–4 min), so agents must sample frames
-on demand rather than look at everything.
+a question whose answer needs frames from across the video. Lengths grow with difficulty
+(difficulty 0: 6–14 s, 1: 32–58 s, 2: ~2–3.7 min at 3 fps), so agents must sample frames
+on demand instead of looking at everything.
 
-Timing questions (``event_onset``) are answered in seconds and scored with MRA: the
-expert finds the exact frame by bisection and so answers exactly.
+=============================  ===========================================  ==========
+family                         question                                     answer
+=============================  ===========================================  ==========
+``event_onset``                when does a shape appear / a ball's centre   seconds,
+                               enter an outlined zone?                      ``mra``
+``event_counting``             how many flashes of one lamp / balls of a    ``number``
+                               colour crossing a line?                      (exact)
+``state_at_time``              colour of a shape at t s (or when another    ``choice``
+                               shape first turns X)?
+``appearance_order``           order in which the colours first appear      ``choice``
+``motion_direction``           direction of motion (8 compass names) or     ``choice``
+                               which shape moves fastest
+``object_counting_over_time``  distinct shapes over the video, never all    ``number``
+                               on screen at once                            (exact)
+``spatial_scene``              room under a sliding top-down camera:        ``choice``,
+                               direction, closest, count, size, distance    ``number``,
+                                                                            ``mra``
+=============================  ===========================================  ==========
 
-``VIDEO_FAMILIES`` maps family name -> family instance.
+Timing questions are answered in seconds and scored with MRA (mean relative accuracy):
+the onset is at least 15% into the video, and the expert finds the exact frame by
+bisection, so a careful agent answers exactly. ``VIDEO_FAMILIES`` maps family name ->
+family instance. Experts (``family.expert(task)``) are code turns for the restricted
+runtime that use only the question and the ``video`` handle.
 """
 
 from __future__ import annotations
@@ -66,16 +85,6 @@ DIRECTIONS: tuple[str, ...] = (
     "down",
     "down-right",
 )
-
-
-# ---------------------------------------------------------------------------------------
-# Small helpers
-# ---------------------------------------------------------------------------------------
-
-
-def compass(angle_deg: float) -> str:
-    """Nearest of the eight direction names for an angle (degrees, counter-clockwise from right)."""
-    return DIRECTIONS[int(round((angle_deg % 360.0) / 45.0)) % 8]
 
 
 # ---------------------------------------------------------------------------------------

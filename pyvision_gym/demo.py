@@ -56,33 +56,3 @@ def run_demo(timeout: float = 30.0) -> None:
                 print(f"[image {w}x{h}]")
     print(f"\ndemo finished in {time.perf_counter() - t0:.2f} s")
 
-
-def run_env_demo(seed: int = 0) -> None:
-    """One image and one video episode, played by the families' scripted experts."""
-    import gymnasium as gym
-
-    from . import family_env_id
-    from .envs import all_families
-
-    for env_id, family in (("PyVisionImage-v0", "visual_search_attribute"), ("PyVisionVideo-v0", "event_counting")):
-        fam = all_families()[family]
-        env = gym.make(family_env_id(fam.modality, family), difficulty=1)
-        t0 = time.perf_counter()
-        obs, info = env.reset(seed=seed)
-        task = env.unwrapped.task
-        print(f"\n=== {env_id} / {family} (seed {seed}) ===")
-        print(obs["text"].split("Question:")[-1].strip())
-        for src in fam.expert(task):
-            obs, _, _, _, info = env.step(f"<code>\n```python\n{src}\n```\n</code>")
-            shown = f" [+{len(obs['images'])} image(s)]" if obs["images"] else ""
-            print(f"  turn {info['turn']}: code of {len(src.splitlines())} lines -> {obs['text'].strip().splitlines()[-1][:80]!r}{shown}")
-        final = obs["text"].strip().splitlines()[-1]
-        obs, reward, _, _, info = env.step(f"<answer>\\boxed{{{final}}}</answer>")
-        tokens = f"visual tokens {info['visual_tokens']:,}"
-        if "visual_tokens_full_video" in info:
-            tokens += f" (whole video would cost {info['visual_tokens_full_video']:,})"
-        print(
-            f"  answer {info['answer']!r}, ground truth {info['ground_truth']!r}: reward {reward:.2f} "
-            f"{info['reward_terms']}, {info['tool_calls']} tool calls, {tokens}, {time.perf_counter() - t0:.1f} s"
-        )
-        env.close()

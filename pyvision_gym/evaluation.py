@@ -42,7 +42,13 @@ import traceback
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,7 +111,7 @@ def wilson_interval(successes: float, n: int, z: float = 1.959963984540054) -> t
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (max(0.0, round(centre - half, 12)), min(1.0, round(centre + half, 12)))
 
 
 def _acc_block(rows: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
@@ -168,7 +174,7 @@ def summarize(
 
     def group(key: str) -> dict[str, Any]:
         out: dict[str, list[dict[str, Any] | None]] = {}
-        for t, r in zip(tasks, per_task):
+        for t, r in zip(tasks, per_task, strict=True):
             out.setdefault(str(t.get(key)), []).append(r)
         res = {}
         for k, rs in out.items():
@@ -280,6 +286,7 @@ class EvalWorker:
         self.batch_size = max(1, int(batch_size))
         self.save_images = bool(save_images)
         self._envs: list[Any] = []  # idle environments
+        self._pool: ThreadPoolExecutor | None = None
 
     def describe(self) -> dict[str, Any]:
         return self.agent.describe()
@@ -316,6 +323,9 @@ class EvalWorker:
         for env in self._envs:
             env.close()
         self._envs = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.agent.close()
 
     # -------------------------------------------------------------- one episode
@@ -329,11 +339,11 @@ class EvalWorker:
             paths.append(rel)
         return paths
 
-    def _start(self, index: int, spec: dict[str, Any]) -> _Slot | tuple[dict[str, Any], dict[str, bytes]]:
+    def _start(self, index: int, spec: dict[str, Any], env: Any) -> _Slot | tuple[dict[str, Any], dict[str, bytes]]:
+        """Reset ``env`` onto the task (thread-safe: touches only ``env`` and the new slot)."""
         from pyvision_gym.agents.base import Episode, Observation
 
         t0 = time.perf_counter()
-        env = self._take_env()
         try:
             if self.cfg.get("dataset"):
                 obs, info = env.reset(options={"index": int(spec["index"])})
@@ -342,7 +352,6 @@ class EvalWorker:
             task = env.task
             thash = task_content_hash(task)
         except Exception as exc:  # noqa: BLE001 - a task that cannot start is an unfinished episode
-            self._give_env(env, broken=True)
             return self._error_row(index, spec, None, "ENV_ERROR", f"reset failed: {_error_text(exc)}", t0), {}
         ep = Episode(
             episode_id=str(spec["task_id"]), modality=self.cfg["modality"],
@@ -423,6 +432,23 @@ class EvalWorker:
                 return [exc]
             return [self._act([s])[0] for s in slots]
 
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``fn`` over ``items`` on the worker's threads (each item owns its environment)."""
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.batch_size, thread_name_prefix="pvg-env")
+        return list(self._pool.map(fn, items))
+
+    def _apply(self, slot: _Slot, action: str | BaseException) -> tuple[str, str | None]:
+        """Step one episode: ("running" | "ended" | "AGENT_ERROR" | "ENV_ERROR", error text)."""
+        if isinstance(action, BaseException):
+            return "AGENT_ERROR", f"agent failed: {_error_text(action)}"
+        try:
+            return ("ended" if self._step(slot, action) else "running"), None
+        except Exception as exc:  # noqa: BLE001 - env failures become ENV_ERROR episodes
+            return "ENV_ERROR", f"step failed: {_error_text(exc)}"
+
     def run(
         self, items: Sequence[tuple[int, dict[str, Any]]], on_row: Callable[[dict[str, Any], dict[str, bytes]], None] | None = None
     ) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
@@ -437,33 +463,26 @@ class EvalWorker:
                 on_row(row, files)
 
         while pending or active:
-            while pending and len(active) < self.batch_size:
-                index, spec = pending.popleft()
-                started = self._start(index, spec)
+            new = []
+            while pending and len(active) + len(new) < self.batch_size:
+                new.append((*pending.popleft(), self._take_env()))
+            for started, (_, _, env) in zip(self._map(lambda a: self._start(*a), new), new, strict=True):
                 if isinstance(started, _Slot):
                     active.append(started)
                 else:
+                    self._give_env(env, broken=True)
                     done(*started)
             if not active:
                 continue
             actions = self._act(active)
+            outcomes = self._map(lambda sa: self._apply(*sa), list(zip(active, actions, strict=True)))
             still: list[_Slot] = []
-            for slot, action in zip(active, actions):
-                if isinstance(action, BaseException):
-                    self._give_env(slot.env)
-                    done(self._row(slot, "AGENT_ERROR", f"agent failed: {_error_text(action)}"), slot.files)
-                    continue
-                try:
-                    ended = self._step(slot, action)
-                except Exception as exc:  # noqa: BLE001 - env failures become ENV_ERROR episodes
-                    self._give_env(slot.env, broken=True)
-                    done(self._row(slot, "ENV_ERROR", f"step failed: {_error_text(exc)}"), slot.files)
-                    continue
-                if ended:
-                    self._give_env(slot.env)
-                    done(self._row(slot), slot.files)
-                else:
+            for slot, (state, err) in zip(active, outcomes, strict=True):
+                if state == "running":
                     still.append(slot)
+                    continue
+                self._give_env(slot.env, broken=state == "ENV_ERROR")
+                done(self._row(slot, None if state == "ended" else state, err), slot.files)
             active = still
         results.sort(key=lambda rf: rf[0]["index"])
         return results
@@ -548,17 +567,20 @@ def _write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def _suites_module() -> Any:
+    from pyvision_gym.benchmarks import suites
+
+    return suites
+
+
 def _load_suite(suite: Any) -> Any:
-    if not isinstance(suite, (str, os.PathLike)):
-        return suite
-    try:
-        from benchmarks.suites import load_suite
-    except ImportError:
-        if not (REPO_ROOT / "benchmarks" / "suites.py").is_file():
-            raise
-        sys.path.insert(0, str(REPO_ROOT))
-        from benchmarks.suites import load_suite
-    return load_suite(suite)
+    """A suite name, file or parsed suite-file dict as a ``Suite``; other objects as given."""
+    if isinstance(suite, (str, os.PathLike)):
+        return _suites_module().load_suite(suite)
+    if isinstance(suite, dict):
+        mod = _suites_module()
+        return mod.load_suite(mod._from_json(suite, None))
+    return suite
 
 
 class SuiteMismatchError(ValueError):
@@ -582,6 +604,7 @@ def run_eval(
     cache_dir: str | os.PathLike[str] | None = None,
     save_images: bool = True,
     check_hashes: bool = True,
+    ray_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``agent_spec`` (a spec string, or an ``Agent`` for in-process / picklable use) on
     ``suite`` (name, file or loaded suite) into ``out_dir``; returns the summary.
@@ -590,7 +613,8 @@ def run_eval(
     ``use_ray``). ``batch_size``: concurrent episodes per worker (one environment and
     runtime each). ``cache_dir``: generated media (default: the environment's). With
     ``check_hashes`` every generated task is compared with the suite's frozen task hash
-    and a mismatch stops the run (:class:`SuiteMismatchError`).
+    and a mismatch stops the run (:class:`SuiteMismatchError`). ``ray_options``: resources
+    of each Ray actor (default ``{"num_cpus": 1}``; e.g. ``{"num_gpus": 1}`` for a VLM).
     """
     from .env import default_cache_dir
 
@@ -601,8 +625,8 @@ def run_eval(
         if episodes < 0:
             raise ValueError(f"episodes must be >= 0, got {episodes}")
         tasks = tasks[:episodes]
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers < 1 or batch_size < 1:
+        raise ValueError(f"workers and batch_size must be >= 1, got {workers} and {batch_size}")
     spec = agent_spec if isinstance(agent_spec, str) else (getattr(agent_spec, "spec", "") or type(agent_spec).__name__)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -629,7 +653,6 @@ def run_eval(
     rows = read_rows(rows_path)
     finished = {r["task_id"] for r in rows if r.get("end_reason") not in RETRY_END_REASONS}
     todo = [(i, t) for i, t in enumerate(tasks) if t["task_id"] not in finished]
-    frozen = {t["task_id"]: t.get("hash") for t in tasks}
     old_agent: dict[str, Any] | None = run_info.get("agent")
     agent_desc = old_agent
     backend = "ray" if use_ray else ("processes" if workers > 1 else "local")
@@ -643,12 +666,14 @@ def run_eval(
     f_rows = open(rows_path, "a", encoding="utf-8")
 
     def record(row: dict[str, Any], files: dict[str, bytes]) -> None:
-        want = frozen.get(row["task_id"])
-        if check_hashes and want and row.get("task_hash") and row["task_hash"] != want:
+        entry = tasks[row["index"]]
+        got, want = row.get("task_hash"), entry.get("hash")
+        if check_hashes and got and (row["task_id"] != entry["task_id"] or (want and got != want)):
             raise SuiteMismatchError(
-                f"task {row['task_id']} of suite {suite_name!r} was generated with content hash {row['task_hash'][:16]}…, "
-                f"but the suite froze {want[:16]}…: the task generators, fonts or video encoder differ from the ones "
-                "that froze the suite, so results would not be comparable (see benchmarks.suites.verify_suite)"
+                f"suite {suite_name!r} task {entry['task_id']} was generated as {row['task_id']} with content hash "
+                f"{got[:16]}…, but the suite froze {str(want)[:16]}…: the task generators, fonts or video encoder "
+                "differ from the ones that froze the suite (or its task list was edited), so results would not be "
+                "comparable (see benchmarks.suites.verify_suite)"
             )
         for rel, data in files.items():
             p = out / rel
@@ -660,12 +685,12 @@ def run_eval(
         bar.update(1)
 
     cfg = _suite_cfg(suite, cache)
-    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), max(1, batch_size))]
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     try:
         if not todo:
             pass
         elif use_ray:
-            agent_desc = _run_ray(agent_spec, cfg, chunks, workers, batch_size, save_images, record) or agent_desc
+            agent_desc = _run_ray(agent_spec, cfg, chunks, workers, batch_size, save_images, record, ray_options) or agent_desc
         elif workers > 1:
             agent_desc = _run_processes(agent_spec, cfg, chunks, workers, batch_size, save_images, record) or agent_desc
         else:
@@ -693,6 +718,7 @@ def run_eval(
         rows, suite, episodes=episodes, agent=agent_desc or {"spec": spec},
         run={"out_dir": str(out), "backend": backend, "workers": workers, "batch_size": batch_size, "seconds": this_run["seconds"], "ran": len(todo)},
     )
+    summary["wall_s"]["runs_total"] = round(sum(float(r.get("seconds") or 0.0) for r in run_info["runs"]), 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -716,11 +742,14 @@ def _run_processes(agent: Any, cfg: dict[str, Any], chunks: list[Any], workers: 
     return desc
 
 
-def _run_ray(agent: Any, cfg: dict[str, Any], chunks: list[Any], workers: int, batch_size: int, save_images: bool, record: Callable[..., None]) -> dict[str, Any] | None:
+def _run_ray(
+    agent: Any, cfg: dict[str, Any], chunks: list[Any], workers: int, batch_size: int, save_images: bool,
+    record: Callable[..., None], ray_options: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
     import ray
 
     started = _ray_init(workers)
-    actor_cls = ray.remote(num_cpus=1)(EvalWorker)
+    actor_cls = ray.remote(**(ray_options or {"num_cpus": 1}))(EvalWorker)
     actors = [actor_cls.remote(agent, cfg, batch_size, save_images) for _ in range(min(workers, len(chunks)))]
     desc = None
     try:

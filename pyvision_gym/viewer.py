@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import textwrap
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,12 +39,24 @@ from pygments.lexers import PythonLexer
 from . import __version__
 from .parsing import parse_action
 
-__all__ = ["TEMPLATES_DIR", "template_environment", "write_viewer", "split_action", "error_lines"]
+__all__ = [
+    "TEMPLATES_DIR",
+    "CodeBlock",
+    "error_lines",
+    "normalize_summary",
+    "split_action",
+    "template_environment",
+    "write_viewer",
+]
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 
-_CODE_TAG_RE = re.compile(r"<code>.*?(?:</code>|\Z)", re.DOTALL | re.IGNORECASE)
-_PY_FENCE_RE = re.compile(r"```[ \t]*(?:python3?|py)\b[^\n]*\n.*?(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+# A closed code block: <code> [```python] ... [```] </code>, or a bare ```python fence.
+_CODE_BLOCK_RE = re.compile(
+    r"<code>\s*(?:```[ \t]*(?:python3?|py)?[ \t]*\r?\n?)?(?P<tag>(?:(?!</?code>).)*?)(?:```[ \t]*)?\s*</code>"
+    r"|```[ \t]*(?:python3?|py)\b[^\n]*\n(?P<fence>.*?)```",
+    re.DOTALL | re.IGNORECASE,
+)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 # Lines of an observation that report an error: a traceback header, its frames, the final
 # "SomeError: ..." line, or the env's own "Error: ..." messages.
@@ -57,7 +70,7 @@ _FRAME_RE = re.compile(r"^\s+File \".*\", line \d+")
 _ROW_FIELDS = (
     "task_id", "family", "modality", "difficulty", "seed", "question", "answer", "ground_truth",
     "correct", "accuracy", "reward", "reward_terms", "turns", "tool_calls", "tool_errors",
-    "end_reason", "visual_tokens", "visual_tokens_full_video", "wall_s",
+    "end_reason", "error", "visual_tokens", "visual_tokens_full_video", "wall_s",
 )
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
 
@@ -78,20 +91,49 @@ def template_environment() -> jinja2.Environment:
 # ----------------------------------------------------------------------------- text helpers
 
 
-def split_action(action: str) -> tuple[list[tuple[str, str]], str | None, bool]:
-    """Split one turn's text into reasoning segments, the code and whether the code ran.
+@dataclass(frozen=True)
+class CodeBlock:
+    """A code block of one turn: its text, whether the env ran it, and why not."""
 
-    Returns ``(segments, code, ran)``: ``segments`` is the action with its code blocks removed,
-    as ``("text", s)`` / ``("answer", s)`` pieces (``<answer>`` bodies kept apart so they can
-    be shown as the answer); ``code`` is what :func:`~pyvision_gym.parsing.parse_action` would
-    run, or the code of a turn whose answer won (then ``ran`` is False).
+    code: str
+    ran: bool
+    note: str = ""
+
+
+def split_action(action: str) -> tuple[list[tuple[str, str]], list[CodeBlock]]:
+    """Split one turn's text into reasoning segments and its code blocks.
+
+    ``segments`` is the action with its closed code blocks removed, as ``("text", s)`` /
+    ``("answer", s)`` pieces (``<answer>`` bodies kept apart to be shown as the answer).
+    ``blocks`` lists every closed code block in order; the one
+    :func:`~pyvision_gym.parsing.parse_action` runs has ``ran=True``, the others say why they
+    did not run. An unclosed block (generation cut off) stays in the text: it never ran.
     """
-    parsed = parse_action(action or "")
-    code, ran = parsed.code, parsed.kind == "code"
-    if parsed.kind == "answer" and parsed.ignored_code:
-        code = parse_action(_ANSWER_RE.sub("", action)).code
-    text = _CODE_TAG_RE.sub("", action or "")
-    text = _PY_FENCE_RE.sub("", text)
+    action = action or ""
+    parsed = parse_action(action)
+    run_code = parsed.code if parsed.kind == "code" else None
+    found: list[str] = []
+    pieces: list[str] = []
+    pos = 0
+    for m in _CODE_BLOCK_RE.finditer(action):
+        body = m.group("tag") if m.group("tag") is not None else m.group("fence")
+        body = textwrap.dedent(body or "").strip("\r\n").rstrip()
+        if body:
+            found.append(body)
+        pieces.append(action[pos : m.start()])
+        pos = m.end()
+    pieces.append(action[pos:])
+    ran_at = max((i for i, b in enumerate(found) if b == run_code), default=None)
+    if parsed.kind == "answer":
+        why = "not run: the turn also gave an answer"
+    elif run_code is not None:
+        why = "not run: only one code block per turn runs"
+    else:
+        why = "not run: not a block the parser accepts"
+    blocks = [CodeBlock(b, i == ran_at, "" if i == ran_at else why) for i, b in enumerate(found)]
+    if run_code is not None and ran_at is None:
+        blocks.append(CodeBlock(run_code, True))
+    text = "".join(pieces)
     segments: list[tuple[str, str]] = []
     pos = 0
     for m in _ANSWER_RE.finditer(text):
@@ -100,12 +142,12 @@ def split_action(action: str) -> tuple[list[tuple[str, str]], str | None, bool]:
         pos = m.end()
     segments.append(("text", text[pos:]))
     cleaned = []
-    for kind, s in segments:
+    for kind, seg in segments:
         if kind == "text":
-            s = re.sub(r"\n{3,}", "\n\n", s).strip()
-        if s or kind == "answer":
-            cleaned.append((kind, s))
-    return cleaned, code, ran
+            seg = re.sub(r"\n{3,}", "\n\n", seg).strip()
+        if seg or kind == "answer":
+            cleaned.append((kind, seg))
+    return cleaned, blocks
 
 
 def error_lines(observation: str) -> tuple[list[tuple[str, bool]], bool]:
@@ -161,8 +203,7 @@ class TurnView:
     turn: int
     is_prompt: bool
     segments: list[tuple[str, str]]
-    code_html: str | None
-    code_ran: bool
+    code: list[tuple[str, CodeBlock]]
     observation: list[tuple[str, bool]]
     observation_error: bool
     observation_empty: bool
@@ -233,7 +274,7 @@ def _turn_view(t: dict[str, Any], resolve: _ImageResolver) -> TurnView:
     turn = int(t.get("turn") or 0)
     action = str(t.get("action") or "")
     is_prompt = turn == 0 and not action
-    segments, code, ran = split_action(action)
+    segments, blocks = split_action(action)
     obs = str(t.get("observation") or "")
     flagged, obs_err = error_lines(obs)
     images = [resolve(p) for p in (t.get("images") or [])]
@@ -241,8 +282,7 @@ def _turn_view(t: dict[str, Any], resolve: _ImageResolver) -> TurnView:
         turn=turn,
         is_prompt=is_prompt,
         segments=segments,
-        code_html=_highlight(code) if code else None,
-        code_ran=ran,
+        code=[(_highlight(b.code), b) for b in blocks],
         observation=flagged,
         observation_error=obs_err and not is_prompt,
         observation_empty=not obs.strip(),
@@ -273,27 +313,99 @@ def _read_jsonl(path: Path, limit: int | None) -> tuple[list[dict[str, Any]], li
     return rows, notes, total
 
 
+def _num_or_none(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _acc_stats(block: Any) -> dict[str, Any] | None:
+    """``{"mean", "ci95", "n"}`` from an accuracy block that says ``mean`` or ``accuracy``."""
+    if not isinstance(block, dict):
+        return None
+    mean = _num_or_none(block.get("mean"))
+    if mean is None:
+        mean = _num_or_none(block.get("accuracy"))
+    if mean is None:
+        return None
+    ci = block.get("ci95")
+    ok = isinstance(ci, list | tuple) and len(ci) == 2 and all(_num_or_none(v) is not None for v in ci)
+    return {"mean": mean, "ci95": [float(ci[0]), float(ci[1])] if ok else None, "n": block.get("n")}
+
+
+def normalize_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a ``summary.json`` in one shape, whichever layout it uses.
+
+    Reads both the documented layout (``accuracy.overall`` / ``accuracy.per_family`` with
+    ``mean``, ``visual_tokens_full_video.mean``, ``wall_s`` a number) and the runner's
+    (:func:`pyvision_gym.evaluation.summarize`: ``accuracy`` with ``accuracy``, top-level
+    ``per_family``, ``visual_tokens.full_video_mean``, ``wall_s`` a dict). Returns ``overall``
+    and each ``per_family`` value as ``{"mean", "ci95", "n"}`` (or None), ``mean_turns``,
+    ``mean_tool_calls``, ``zero_tool_call_share``, ``visual_tokens``, ``full_video_tokens``,
+    ``wall_s``, ``episodes``, ``missing`` (tasks without a finished episode),
+    ``package_version`` and ``end_reasons``; absent numbers are None.
+    """
+    acc = summary.get("accuracy")
+    overall = _acc_stats(acc.get("overall") if isinstance(acc, dict) and "overall" in acc else acc)
+    fams = acc.get("per_family") if isinstance(acc, dict) and isinstance(acc.get("per_family"), dict) else summary.get("per_family")
+    per_family = {}
+    for name, block in (fams or {}).items() if isinstance(fams, dict) else ():
+        st = _acc_stats(block)
+        if st is not None:
+            per_family[str(name)] = st
+    vt = summary.get("visual_tokens") if isinstance(summary.get("visual_tokens"), dict) else {}
+    fv = summary.get("visual_tokens_full_video")
+    full = _num_or_none(fv.get("mean")) if isinstance(fv, dict) else _num_or_none(fv)
+    if full is None:
+        full = _num_or_none(vt.get("full_video_mean"))
+    wall = summary.get("wall_s")
+    versions = summary.get("versions") if isinstance(summary.get("versions"), dict) else {}
+    missing = _num_or_none(summary.get("unfinished"))
+    if missing is None:
+        missing = _num_or_none(summary.get("missing"))
+    return {
+        "overall": overall,
+        "per_family": per_family,
+        "mean_turns": _num_or_none(summary.get("mean_turns")),
+        "mean_tool_calls": _num_or_none(summary.get("mean_tool_calls")),
+        "zero_tool_call_share": _num_or_none(summary.get("zero_tool_call_share")),
+        "visual_tokens": _num_or_none(vt.get("mean")),
+        "full_video_tokens": full,
+        "wall_s": _num_or_none(wall.get("episodes_total")) if isinstance(wall, dict) else _num_or_none(wall),
+        "episodes": summary.get("episodes"),
+        "missing": int(missing or 0),
+        "package_version": summary.get("package_version") or versions.get("pyvision_gym"),
+        "end_reasons": summary.get("end_reasons") if isinstance(summary.get("end_reasons"), dict) else {},
+    }
+
+
 def _summary_stats(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    acc = (summary.get("accuracy") or {}).get("overall") or {}
+    norm = normalize_summary(summary)
     stats: list[tuple[str, str]] = []
-    if "mean" in acc:
-        ci = acc.get("ci95")
-        ci_s = f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if isinstance(ci, list | tuple) and len(ci) == 2 else ""
-        stats.append((f"{acc['mean'] * 100:.1f}%{ci_s}", f"accuracy (95% CI), n={acc.get('n', '?')}"))
+    acc = norm["overall"]
+    if acc is not None:
+        ci = acc["ci95"]
+        ci_s = f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if ci else ""
+        stats.append((f"{acc['mean'] * 100:.1f}%{ci_s}", f"accuracy (95% CI), n={acc['n'] if acc['n'] is not None else '?'}"))
     for key, label in (("mean_turns", "mean turns"), ("mean_tool_calls", "mean tool calls")):
-        if isinstance(summary.get(key), int | float):
-            stats.append((f"{summary[key]:.2f}", label))
-    if isinstance(summary.get("zero_tool_call_share"), int | float):
-        stats.append((f"{summary['zero_tool_call_share'] * 100:.1f}%", "answered without tools"))
-    vt = (summary.get("visual_tokens") or {}).get("mean")
-    if isinstance(vt, int | float):
-        stats.append((f"{vt:,.0f}", "mean visual tokens"))
-    fv = (summary.get("visual_tokens_full_video") or {}).get("mean")
-    if isinstance(fv, int | float):
-        stats.append((f"{fv:,.0f}", "full-video tokens"))
-    if isinstance(summary.get("wall_s"), int | float):
-        stats.append((f"{summary['wall_s']:.0f} s", "wall time"))
+        if norm[key] is not None:
+            stats.append((f"{norm[key]:.2f}", label))
+    if norm["zero_tool_call_share"] is not None:
+        stats.append((f"{norm['zero_tool_call_share'] * 100:.1f}%", "answered without tools"))
+    if norm["visual_tokens"] is not None:
+        stats.append((f"{norm['visual_tokens']:,.0f}", "mean visual tokens"))
+    if norm["full_video_tokens"] is not None:
+        stats.append((f"{norm['full_video_tokens']:,.0f}", "full-video tokens"))
+    if norm["wall_s"] is not None:
+        stats.append((f"{norm['wall_s']:.0f} s", "wall time"))
     return stats
+
+
+def _safe_stats(summary: dict[str, Any], notes: list[str]) -> list[tuple[str, str]]:
+    """The summary's headline numbers; a summary of an unexpected shape is noted, not fatal."""
+    try:
+        return _summary_stats(summary)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        notes.append(f"summary.json has an unexpected shape ({exc!r}); headline numbers left out")
+        return []
 
 
 def write_viewer(
@@ -346,16 +458,18 @@ def write_viewer(
         return sorted({str(r.get(key)) for r in rows if r.get(key) is not None})
 
     n_correct = sum(ep.correct for ep in episodes)
-    suite = summary.get("suite") or {}
-    agent = summary.get("agent") or {}
+    raw_suite = summary.get("suite") if isinstance(summary.get("suite"), dict) else {}
+    raw_agent = summary.get("agent") if isinstance(summary.get("agent"), dict) else {}
+    suite = {k: None if raw_suite.get(k) is None else str(raw_suite[k]) for k in ("name", "hash", "modality")}
+    agent = {"spec": None if raw_agent.get("spec") is None else str(raw_agent["spec"])}
     title_bits = [str(agent.get("spec") or ""), str(suite.get("name") or "")]
     html = template_environment().get_template("viewer.html.j2").render(
         title=" · ".join(b for b in title_bits if b) or run_dir.name,
         run_name=run_dir.name,
-        summary=summary,
+        package_version=normalize_summary(summary)["package_version"],
         suite=suite,
         agent=agent,
-        stats=_summary_stats(summary),
+        stats=_safe_stats(summary, notes),
         episodes=episodes,
         total=total,
         n_correct=n_correct,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,9 @@ def _episode(
             [],
         )
         add(_answer(ans), "", [])
+    elif kind == "agent_error":
+        # what the runner writes when the agent raised: no transcript, the error kept
+        transcript, end_reason, answer, correct, tokens = [], "AGENT_ERROR", None, False, 0
     elif kind == "exceed":
         for t in range(1, 6):
             add(
@@ -165,7 +170,7 @@ def _episode(
         tool_calls, tokens, end_reason, answer, correct = 5, tokens + 5 * 4, "EXCEED_MAX_TURNS", None, False
     else:
         raise ValueError(kind)
-    if hostile:
+    if hostile and len(transcript) > 1:
         transcript[1]["action"] = f"Thinking... {HOSTILE} and {HOSTILE_IMG}\n" + transcript[1]["action"]
         transcript[1]["observation"] += f"\n{HOSTILE}"
         transcript[1]["images"] = [*transcript[1]["images"], "../../../etc/passwd", "javascript:alert(1)", "images/missing.png"]
@@ -184,7 +189,7 @@ def _episode(
         "accuracy": accuracy,
         "reward": accuracy + bonus,
         "reward_terms": {"accuracy": accuracy, "tool_bonus": round(bonus, 3)},
-        "turns": len(transcript) - 1,
+        "turns": max(0, len(transcript) - 1),
         "tool_calls": tool_calls,
         "tool_errors": tool_errors,
         "end_reason": end_reason,
@@ -192,6 +197,8 @@ def _episode(
         "wall_s": 0.4 + 0.3 * len(transcript),
         "transcript": transcript,
     }
+    if kind == "agent_error":
+        row["error"] = "agent failed: TimeoutError: the model server did not answer within 120 s"
     if modality == "video":
         row["visual_tokens_full_video"] = 4608
     return row
@@ -212,7 +219,7 @@ def wilson(k: int, n: int) -> list[float]:
 
 
 def summarize(rows: list[dict[str, Any]], suite: dict[str, Any], agent: str, wall_s: float = 12.5) -> dict[str, Any]:
-    """``summary.json`` computed from episode rows, in the eval runner's format."""
+    """``summary.json`` computed from episode rows, in the documented layout (the task brief's)."""
     n = len(rows)
     k = sum(r["correct"] for r in rows)
     fams: dict[str, list[bool]] = {}
@@ -240,9 +247,43 @@ def summarize(rows: list[dict[str, Any]], suite: dict[str, Any], agent: str, wal
     return summary
 
 
+def summarize_runner_layout(rows: list[dict[str, Any]], suite: dict[str, Any], agent: str) -> dict[str, Any]:
+    """The same numbers in the layout of ``pyvision_gym.evaluation.summarize`` (hand-written here):
+    ``accuracy`` = ``{n, correct, accuracy, ci95}``, top-level ``per_family``, full-video tokens
+    inside ``visual_tokens``, ``wall_s`` a dict, the version under ``versions``."""
+    doc = summarize(rows, suite, agent)
+
+    def block(st: dict[str, Any], n_correct: int) -> dict[str, Any]:
+        return {"n": st["n"], "correct": n_correct, "accuracy": st["mean"], "ci95": st["ci95"]}
+
+    fam_correct = Counter(r["family"] for r in rows if r["correct"])
+    vt = dict(doc["visual_tokens"])
+    if "visual_tokens_full_video" in doc:
+        vt["full_video_mean"] = doc["visual_tokens_full_video"]["mean"]
+    unfinished = sum(r["end_reason"] in ("AGENT_ERROR", "ENV_ERROR") for r in rows)
+    return {
+        "suite": {**suite, "version": 0, "tasks_in_suite": len(rows)},
+        "agent": {"spec": agent},
+        "episodes": len(rows),
+        "completed": len(rows),
+        "missing": 0,
+        "unfinished": unfinished,
+        "accuracy": block(doc["accuracy"]["overall"], sum(r["correct"] for r in rows)),
+        "per_family": {f: block(st, fam_correct[f]) for f, st in doc["accuracy"]["per_family"].items()},
+        "mean_reward": sum(r["reward"] for r in rows) / len(rows),
+        "mean_turns": doc["mean_turns"],
+        "mean_tool_calls": doc["mean_tool_calls"],
+        "zero_tool_call_share": doc["zero_tool_call_share"],
+        "visual_tokens": vt,
+        "end_reasons": doc["end_reasons"],
+        "wall_s": {"episodes_total": sum(r["wall_s"] for r in rows), "episode_mean": sum(r["wall_s"] for r in rows) / len(rows)},
+        "versions": doc["versions"],
+    }
+
+
 IMAGE_FAMILIES = ("counting", "chart_reading", "visual_search_attribute")
 VIDEO_FAMILIES = ("event_counting", "motion_direction")
-KINDS = ("tool", "error_then_fix", "direct", "code_and_answer", "no_format", "exceed")
+KINDS = ("tool", "error_then_fix", "direct", "code_and_answer", "no_format", "exceed", "agent_error")
 
 
 def write_run(
@@ -257,8 +298,16 @@ def write_run(
     seed: int = 0,
     hostile: bool = False,
     kinds: tuple[str, ...] = KINDS,
+    token_scale: float = 1.0,
+    layout: str = "documented",
 ) -> Path:
-    """Write a run folder: ``episodes`` episodes cycling through families and turn kinds."""
+    """Write a run folder: ``episodes`` episodes cycling through families and turn kinds.
+
+    ``skill`` is the chance an episode is answered correctly, ``token_scale`` scales the
+    visual tokens (agents that look at bigger crops), ``hostile`` puts script-injection text
+    into the first episode. ``layout="runner"`` writes ``summary.json`` in the eval runner's
+    layout instead of the documented one.
+    """
     rng = np.random.default_rng(seed)
     families = VIDEO_FAMILIES if modality == "video" else IMAGE_FAMILIES
     rows = []
@@ -276,12 +325,15 @@ def write_run(
                 hostile=hostile and i == 0,
             )
         )
+    for r in rows:
+        r["visual_tokens"] = int(r["visual_tokens"] * token_scale)
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "episodes.jsonl").open("w", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r) + "\n")
     suite = {"name": suite_name, "hash": suite_hash, "modality": modality}
-    (run_dir / "summary.json").write_text(json.dumps(summarize(rows, suite, agent), indent=2), encoding="utf-8")
+    make = summarize_runner_layout if layout == "runner" else summarize
+    (run_dir / "summary.json").write_text(json.dumps(make(rows, suite, agent), indent=2), encoding="utf-8")
     return run_dir
 
 
@@ -323,6 +375,71 @@ def chromium(url: str, tmp: Path, *, screenshot: Path | None = None, size: tuple
     if screenshot is not None:
         assert screenshot.is_file(), f"no screenshot written: {proc.stderr[-2000:]}"
     return proc.stdout
+
+
+class _Element:
+    """An element of a parsed page: tag, attributes, text content."""
+
+    def __init__(self, tag: str, attrs: dict[str, str | None]) -> None:
+        self.tag = tag
+        self.attrs = attrs
+        self.parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def classes(self) -> set[str]:
+        return set((self.attrs.get("class") or "").split())
+
+
+class _DomParser(HTMLParser):
+    """Collects every element with its text (enough to check a dumped DOM)."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[_Element] = []
+        self.stack: list[_Element] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        el = _Element(tag, dict(attrs))
+        self.elements.append(el)
+        if tag not in self.VOID:
+            self.stack.append(el)
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        for el in self.stack:
+            el.parts.append(data)
+
+
+def parse_dom(html: str) -> list[_Element]:
+    """Every element of a (dumped) page in document order, each with ``tag``, ``attrs``, ``text``."""
+    parser = _DomParser()
+    parser.feed(html)
+    parser.close()
+    return parser.elements
+
+
+def select(elements: list[_Element], tag: str, cls: str | None = None) -> list[_Element]:
+    """The elements with this tag (and class)."""
+    return [e for e in elements if e.tag == tag and (cls is None or cls in e.classes)]
+
+
+def keep_screenshot(png: Path, name: str) -> None:
+    """Copy a screenshot to ``$PVG_SCREENSHOT_DIR`` when set (to look at it)."""
+    target = os.environ.get("PVG_SCREENSHOT_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(target) / name)
 
 
 def pixel_stats(png: Path) -> tuple[float, int]:

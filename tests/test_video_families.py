@@ -147,8 +147,10 @@ def policy_problems(source: str) -> list[str]:
     return problems
 
 
-def solve(job: tuple[str, int, int, str]) -> tuple[str, int, int, bool, str, str, float, float]:
-    """Generate one task and run its expert (module level so a process pool can call it)."""
+def solve(job: tuple[str, int, int, str]) -> tuple:
+    """Generate one task, check its video's length and run its expert (module level so a
+    process pool can call it). Returns (name, difficulty, seed, solved, prediction, answer,
+    duration_ok, generate_s, expert_s)."""
     name, difficulty, seed, cache = job
     family = VIDEO_FAMILIES[name]
     start = time.perf_counter()
@@ -159,6 +161,13 @@ def solve(job: tuple[str, int, int, str]) -> tuple[str, int, int, bool, str, str
     except Exception as exc:  # noqa: BLE001 - reported as a failure with its message
         prediction = f"{type(exc).__name__}: {exc}"
     solved = time.perf_counter()
+    video = VideoHandle(task.video_path)
+    lo, hi = DURATIONS[difficulty]
+    length_ok = (
+        len(video) == task.metadata["num_frames"]
+        and video.fps == task.metadata["fps"]
+        and lo <= video.duration <= hi
+    )
     ok = is_correct(task, prediction)
     return (
         name,
@@ -167,6 +176,7 @@ def solve(job: tuple[str, int, int, str]) -> tuple[str, int, int, bool, str, str
         ok,
         prediction,
         task.answer,
+        length_ok,
         generated - start,
         solved - generated,
     )
@@ -325,8 +335,10 @@ def expert_results(video_cache: Path) -> dict[tuple[str, int], list[tuple]]:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             outcomes = list(pool.map(solve, jobs, chunksize=4))
     results: dict[tuple[str, int], list[tuple]] = {}
-    for name, d, seed, ok, prediction, answer, gen_s, expert_s in outcomes:
-        results.setdefault((name, d), []).append((seed, ok, prediction, answer, gen_s, expert_s))
+    for name, d, seed, ok, prediction, answer, length_ok, gen_s, expert_s in outcomes:
+        results.setdefault((name, d), []).append(
+            (seed, ok, prediction, answer, length_ok, gen_s, expert_s)
+        )
     return results
 
 
@@ -339,6 +351,18 @@ def test_expert_solves_at_least_99_percent(
     runs = expert_results[(name, difficulty)]
     assert len(runs) == len(EXPERT_SEEDS)
     failures = [
-        (seed, prediction, answer) for seed, ok, prediction, answer, _g, _e in runs if not ok
+        (seed, prediction, answer) for seed, ok, prediction, answer, *_rest in runs if not ok
     ]
     assert len(failures) <= 0.01 * len(runs), failures[:5]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("difficulty", DIFFICULTIES)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_video_has_the_stated_length(
+    name: str, difficulty: int, expert_results: dict
+) -> None:
+    """Over all expert seeds: decord's frame count and fps match, duration in the range."""
+    runs = expert_results[(name, difficulty)]
+    bad = [seed for seed, _ok, _p, _a, length_ok, *_times in runs if not length_ok]
+    assert bad == []
