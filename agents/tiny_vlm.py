@@ -9,10 +9,11 @@
   ``<|vision_start|>``, ``<|image_pad|>``, ...) as special tokens;
 - ``preprocessor_config.json`` (Qwen2-VL image processor, with small pixel limits so that CPU
   tests stay fast) and a Qwen-style chat template;
-- ``processor_config.json`` naming :class:`ImageOnlyQwenVLProcessor` through ``auto_map`` and a
-  copy of its few lines (``processing_image_only.py``): the stock Qwen processors need
-  torchvision for their video half, this one handles text + images only. Loaders that want a
-  processor from the folder (vLLM) pass ``trust_remote_code=True``.
+- ``processor_config.json`` naming the stock ``Qwen2_5_VLProcessor``, so the folder has the
+  layout of a real checkpoint. That processor cannot be built without torchvision (its video
+  half needs it): ``agents.vlm_backends.load_processor`` builds the image-only subclass
+  (``image_only_processor_class``) from the folder instead, and the vLLM backend patches its
+  worker interpreter (``agents.vlm_backends.VLLM_SHIM``).
 
 The folder is cached: a second call with the same build parameters returns at once (the
 parameters and their hash are stored in ``tiny_build.json``).
@@ -25,12 +26,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 from pathlib import Path
 from typing import Any
 
-BUILD_VERSION = 1
+# The processor that loads this folder without torchvision (re-exported for convenience).
+from .vlm_backends import image_only_processor_class, load_processor
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "DEFAULTS",
+    "SPECIAL_TOKENS",
+    "build_tiny_qwen25vl",
+    "build_tiny_tokenizer",
+    "image_only_processor_class",
+    "load_processor",
+]
+
+BUILD_VERSION = 2
 BUILD_FILE = "tiny_build.json"
 
 # Qwen2.5-VL's control tokens, in Qwen's order (ids 0..7 here, after training they stay first).
@@ -65,27 +80,6 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
-
-# The processor subclass, written into the model folder for loaders that resolve a processor
-# through AutoProcessor (vLLM). Kept in sync with vlm_backends.ImageOnlyQwenVLProcessor by a test.
-PROCESSOR_SOURCE = '''\
-"""Qwen2.5-VL processor for text + images only (the stock one needs torchvision for video)."""
-
-from transformers import Qwen2_5_VLProcessor
-
-
-class ImageOnlyQwenVLProcessor(Qwen2_5_VLProcessor):
-    """Image processor + tokenizer + chat template; no video processor."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=chat_template,
-            **kwargs,
-        )
-'''
 
 DEFAULTS: dict[str, Any] = {
     "vocab_size": 4096,  # tokenizer size; the embedding is rounded up to a multiple of 64
@@ -281,24 +275,18 @@ def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **
         min_pixels=params["min_pixels"], max_pixels=params["max_pixels"], patch_size=14, merge_size=2, temporal_patch_size=2
     )
 
-    tmp = path.with_name(path.name + ".building")
+    tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     image_processor.save_pretrained(tmp)
     (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    (tmp / "processing_image_only.py").write_text(PROCESSOR_SOURCE)
-    (tmp / "processor_config.json").write_text(
-        json.dumps(
-            {
-                "processor_class": "ImageOnlyQwenVLProcessor",
-                "auto_map": {"AutoProcessor": "processing_image_only.ImageOnlyQwenVLProcessor"},
-            },
-            indent=2,
-        )
-    )
+    (tmp / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}, indent=2))
     (tmp / BUILD_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
+    if not force and _is_built(path, params):  # another process finished the same build first
+        shutil.rmtree(tmp)
+        return path
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)

@@ -53,7 +53,7 @@ LETTERS = "ABCDEFGH"
 # (fps choices, duration range in seconds) per difficulty.
 TIMING: dict[int, tuple[tuple[int, ...], tuple[float, float]]] = {
     0: ((8, 10, 12), (6.0, 14.0)),
-    1: ((5, 6), (32.0, 58.0)),
+    1: ((4, 5), (32.0, 58.0)),
     2: ((3,), (122.0, 220.0)),
 }
 

@@ -36,7 +36,6 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import time
 import traceback
 import warnings
