@@ -221,7 +221,7 @@ class EventOnset(VideoFamily):
             dsize = even(rng.uniform(18, 28))
             spans = []
             t = int(rng.integers(0, max(1, n // 3)))
-            on_len = (0, (0.05, 0.3), (0.03, 0.2))[difficulty]
+            on_len = (0.05, 0.3) if difficulty == 1 else (0.03, 0.2)  # fraction of the video
             while t < n:
                 a = t
                 b = a + max(2, int(rng.uniform(*on_len) * n))

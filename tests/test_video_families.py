@@ -43,43 +43,10 @@ ALLOWED_IMPORTS = {
     "PIL.ImageFilter", "PIL.ImageOps", "PIL.ImageEnhance", "PIL.ImageStat", "PIL.ImageColor",
     "PIL.ImageChops", "matplotlib.pyplot", "scipy", "scipy.ndimage",
 }  # fmt: skip
-FROM_IMPORTS = {("scipy", "ndimage")} | {
-    ("PIL", n)
-    for n in (
-        "Image",
-        "ImageDraw",
-        "ImageFilter",
-        "ImageOps",
-        "ImageEnhance",
-        "ImageStat",
-        "ImageColor",
-        "ImageChops",
-    )
-}
-BLOCKED_ATTRIBUTES = {
-    "open",
-    "load",
-    "save",
-    "savefig",
-    "imread",
-    "imsave",
-    "tofile",
-    "fromfile",
-    "dump",
-    "dumps",
-}
-BLOCKED_NAMES = {
-    "eval",
-    "exec",
-    "globals",
-    "vars",
-    "getattr",
-    "setattr",
-    "compile",
-    "open",
-    "__import__",
-    "decord",
-}
+PIL_MODULES = ("Image", "ImageDraw", "ImageFilter", "ImageOps", "ImageEnhance", "ImageStat", "ImageColor", "ImageChops")  # fmt: skip
+FROM_IMPORTS = {("scipy", "ndimage")} | {("PIL", n) for n in PIL_MODULES}
+BLOCKED_ATTRIBUTES = {"open", "load", "save", "savefig", "imread", "imsave", "tofile", "fromfile", "dump", "dumps"}  # fmt: skip
+BLOCKED_NAMES = {"eval", "exec", "globals", "vars", "getattr", "setattr", "compile", "open", "__import__", "decord"}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
