@@ -946,6 +946,25 @@ def paste_somewhere(
     return box
 
 
+def tag_reading_turns() -> list[str]:
+    """The expert's two turns for a white tag with a printed code: find it, then read it."""
+    find = "import numpy as np\nfrom scipy import ndimage\n\n" + WHITE_SCAN.strip() + "\n"
+    read = (
+        OCR_TOOLS.strip()
+        + "\n\n"
+        + code(
+            """
+ink = darkness(inside)
+text = read_line(ink, $alphabet)
+print(f"{len(split_glyphs(ink))} characters on the tag")
+print(text)
+""",
+            alphabet=CODE_ALPHABET,
+        )
+    )
+    return [find, read]
+
+
 class TextReading(ImageTaskFamily):
     """Read a small printed code off a white tag hidden in a large cluttered image."""
 
@@ -991,23 +1010,7 @@ class TextReading(ImageTaskFamily):
         )
 
     def expert(self, task: Task) -> list[str]:
-        turn1 = (
-            "import numpy as np\nfrom scipy import ndimage\n\n" + WHITE_SCAN.strip() + "\n"
-        )
-        turn2 = (
-            OCR_TOOLS.strip()
-            + "\n\n"
-            + code(
-                """
-ink = darkness(inside)
-text = read_line(ink, $alphabet)
-print(f"{len(split_glyphs(ink))} characters on the tag")
-print(text)
-""",
-                alphabet=CODE_ALPHABET,
-            )
-        )
-        return [turn1, turn2]
+        return tag_reading_turns()
 
 
 # ============================================================================================
@@ -1449,22 +1452,9 @@ class RealPhotoSearch(ImageTaskFamily):
         )
 
     def expert(self, task: Task) -> list[str]:
-        turn1 = "import numpy as np\nfrom scipy import ndimage\n\n" + WHITE_SCAN.strip() + "\n"
+        turn1, read_turn = tag_reading_turns()
         if task.answer_type == "string":
-            turn2 = (
-                OCR_TOOLS.strip()
-                + "\n\n"
-                + code(
-                    """
-ink = darkness(inside)
-text = read_line(ink, $alphabet)
-print(f"{len(split_glyphs(ink))} characters on the tag")
-print(text)
-""",
-                    alphabet=CODE_ALPHABET,
-                )
-            )
-            return [turn1, turn2]
+            return [turn1, read_turn]
         ask_colour = "What colour" in task.question
         turn2 = (
             BLOB_TOOLS.strip()
