@@ -128,6 +128,9 @@ def _read_only_roots() -> list[str]:
 
 def bwrap_command(bwrap: str, scratch_mb: int, env: dict[str, str]) -> list[str]:
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    # The private tmpfs first: the read-only binds below may live under /tmp (a checkout or a
+    # virtual environment there) and must stay visible on top of it.
+    cmd += ["--size", str(scratch_mb << 20), "--tmpfs", "/tmp"]
     for d in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
         if os.path.exists(d):
             cmd += ["--ro-bind", d, d]
@@ -138,7 +141,7 @@ def bwrap_command(bwrap: str, scratch_mb: int, env: dict[str, str]) -> list[str]
         cmd += ["--ro-bind", root, root]
     cmd += ["--ro-bind", str(SANDBOX_PKG), MOUNT_PKG]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
-    cmd += ["--size", str(scratch_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    cmd += ["--chdir", "/tmp"]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
     return cmd
