@@ -602,8 +602,8 @@ def render_table(result: dict[str, Any]) -> str:
 # ============================================================================================
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.runtime_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=200, help="timed calls per scenario for floor and runtime (default 200)")
-    p.add_argument("--naive-repeats", type=int, default=None, help="timed calls per scenario for naive (default: min(repeats, 15); 1 with --quick)")
+    p.add_argument("--repeats", type=int, default=300, help="timed calls per scenario for floor and runtime (default 300)")
+    p.add_argument("--naive-repeats", type=int, default=None, help="timed calls per scenario for naive (default: min(repeats, 20); 1 with --quick)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls per scenario and design (default 5; naive: 1)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON.relative_to(REPO_ROOT)})")
     p.add_argument("--idle-repeats", type=int, default=None, help="(d) only: extra runtime resets timed after an idle pause (default: min(repeats, 30))")
@@ -613,7 +613,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
     if args.naive_repeats is None:
-        args.naive_repeats = 1 if args.quick else min(args.repeats, 15)
+        args.naive_repeats = 1 if args.quick else min(args.repeats, 20)
     args.naive_warmup = 0 if args.quick else 1
     if args.idle_repeats is None:
         args.idle_repeats = min(args.repeats, 30)

@@ -161,6 +161,10 @@ def worker_environment(scratch_root: str) -> dict[str, str]:
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYVISION_SCRATCH_ROOT": scratch_root,
+        # Each episode is a fresh process: keep glibc from returning (and re-faulting) the
+        # tens of MB an image turn allocates on every call.
+        "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
     }
 
 

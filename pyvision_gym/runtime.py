@@ -55,7 +55,7 @@ class RuntimeConfig:
     max_display_pixels: int = 4096 * 4096  # larger shown images are downscaled, with a note
     isolation: Literal["auto", "strict", "none"] = "auto"
     seccomp: bool = True
-    preload: tuple[str, ...] = ("numpy", "PIL.Image", "PIL.ImageDraw", "matplotlib.pyplot", "RestrictedPython", "decord", "scipy.ndimage")
+    preload: tuple[str, ...] = ("numpy", "PIL.Image", "PIL.ImageDraw", "matplotlib.pyplot", "RestrictedPython", "decord", "scipy.ndimage", "pyseccomp")
     start_timeout: float = 120.0
 
 

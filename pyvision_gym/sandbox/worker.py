@@ -322,7 +322,7 @@ def _preload(images: list[dict[str, Any]], blobs: list[bytearray], videos: list[
     ns: dict[str, Any] = {"np": np, "plt": plt, "Image": Image}
     info: dict[str, Any] = {}
     for spec, blob in zip(images, blobs, strict=True):
-        ns[spec["name"]] = Image.frombytes(spec["mode"], tuple(spec["size"]), bytes(blob))
+        ns[spec["name"]] = Image.frombytes(spec["mode"], tuple(spec["size"]), blob)  # no extra copy
     for spec in videos:
         fd = fds[spec["fd"]]
         handle = VideoHandle(f"/proc/self/fd/{fd}")
