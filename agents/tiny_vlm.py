@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 # The processor that loads this folder without torchvision (re-exported for convenience).
-from .vlm_backends import image_only_processor_class, load_processor
+from .vlm_backends import QWEN_CONTROL_TOKENS, image_only_processor_class, load_processor
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -49,16 +49,7 @@ BUILD_VERSION = 2
 BUILD_FILE = "tiny_build.json"
 
 # Qwen2.5-VL's control tokens, in Qwen's order (ids 0..7 here, after training they stay first).
-SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+SPECIAL_TOKENS = QWEN_CONTROL_TOKENS
 
 # Qwen2-VL-style chat template: string or list-of-parts content; image parts become
 # <|vision_start|><|image_pad|><|vision_end|> (the processor expands the pad to the image's

@@ -185,7 +185,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             info = self._runtime.reset(videos={"video": task.video_path})
             video_meta = prompts.video_metadata(task.video_path, info["video"])
         else:
-            self._runtime.reset(images=_image_inputs(task.images))
+            self._runtime.reset(images=task.images)
         self._reset_counters()
         self.transcript = []
         self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image)
@@ -324,10 +324,6 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         if self._end_reason:
             lines.append(f"=== {self._end_reason}: answer={self._answer!r} ground truth={self.task.answer!r} reward={self._reward:.3f} ===")
         return "\n".join(lines)
-
-
-def _image_inputs(images: dict[str, Image.Image]) -> dict[str, Image.Image]:
-    return dict(images)
 
 
 def _render_turn(obs: dict[str, Any] | None, turn: int) -> np.ndarray:

@@ -7,21 +7,17 @@ and scanned for imports and attributes the runtime refuses.
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import io
 import math
 import multiprocessing
 import os
 import re
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from expert_checks import is_correct, policy_problems, restricted_compile, run_expert
 from PIL import Image
-from RestrictedPython import compile_restricted
 
 from pyvision_gym.envs.base import Task, TaskFamily
 from pyvision_gym.envs.image_tasks import IMAGE_FAMILIES, LETTERS
@@ -34,79 +30,11 @@ ANSWER_TYPES = {"choice", "string", "number", "mra"}
 EXPERT_SEEDS = range(100)
 
 # What expert code may import (the brief's allowlist) and attribute names the runtime blocks.
-ALLOWED_IMPORTS = {
-    "math", "statistics", "random", "itertools", "functools", "collections", "re", "json",
-    "string", "heapq", "bisect", "colorsys", "fractions", "decimal", "copy", "numpy",
-    "numpy.linalg", "numpy.random", "numpy.fft", "PIL", "PIL.Image", "PIL.ImageDraw",
-    "PIL.ImageFilter", "PIL.ImageOps", "PIL.ImageEnhance", "PIL.ImageStat", "PIL.ImageColor",
-    "PIL.ImageChops", "matplotlib.pyplot", "scipy", "scipy.ndimage",
-}  # fmt: skip
-FROM_IMPORTS = {("PIL", n) for n in ("Image", "ImageDraw", "ImageFilter", "ImageOps", "ImageEnhance", "ImageStat", "ImageColor", "ImageChops")} | {("scipy", "ndimage")}
-BLOCKED_ATTRIBUTES = {"open", "load", "save", "savefig", "imread", "imsave", "tofile", "fromfile", "dump", "dumps"}
-BLOCKED_CALLS = {"eval", "exec", "globals", "vars", "getattr", "setattr", "compile", "open", "__import__"}
-
 CACHE_DIR = Path("/nonexistent-pyvision-gym-cache")  # image families never touch it
 
 
-# --------------------------------------------------------------------------------------------
-# harness
-# --------------------------------------------------------------------------------------------
-def run_expert(task: Task, turns: list[str]) -> str:
-    """Execute the expert turns in one namespace; the last non-empty output line of the last turn."""
-    namespace: dict = {"image": task.images["image"]}
-    output = ""
-    for turn in turns:
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            exec(compile(turn, "<expert>", "exec"), namespace)
-        output = buffer.getvalue()
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "", text.upper())
-
-
-def is_correct(task: Task, prediction: str) -> bool:
-    """Choice: same letter; string: equal after normalising; number: within tolerance; mra: <5% off."""
-    if task.answer_type == "choice":
-        return prediction.strip() == task.answer
-    if task.answer_type == "string":
-        return normalise(prediction) == normalise(task.answer)
-    try:
-        value = float(prediction)
-    except ValueError:
-        return False
-    truth = float(task.answer)
-    if task.answer_type == "mra":
-        return abs(value - truth) / abs(truth) < 0.05
-    return abs(value - truth) <= task.tolerance * abs(truth) + 1e-9
-
-
-def restricted_compile(source: str) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)  # RestrictedPython's 'printed' notice
-        compile_restricted(source, "<expert>", "exec")
-
-
-def policy_problems(source: str) -> list[str]:
-    """Imports outside the allowlist, blocked attributes and blocked builtins used by ``source``."""
-    problems = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            problems += [f"import {a.name}" for a in node.names if a.name not in ALLOWED_IMPORTS]
-        elif isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if node.module not in ALLOWED_IMPORTS and (node.module, alias.name) not in FROM_IMPORTS:
-                    problems.append(f"from {node.module} import {alias.name}")
-                elif node.module in {"PIL", "scipy"} and (node.module, alias.name) not in FROM_IMPORTS:
-                    problems.append(f"from {node.module} import {alias.name}")
-        elif isinstance(node, ast.Attribute) and (node.attr in BLOCKED_ATTRIBUTES or node.attr.startswith("_")):
-            problems.append(f"attribute .{node.attr}")
-        elif isinstance(node, ast.Name) and (node.id in BLOCKED_CALLS or node.id.startswith("_")):
-            problems.append(f"name {node.id}")
-    return problems
+def run_task_expert(task: Task, turns: list[str]) -> str:
+    return run_expert({"image": task.images["image"]}, turns)
 
 
 def solve(job: tuple[str, int, int]) -> tuple[str, int, int, bool, str, str]:
@@ -118,7 +46,7 @@ def solve(job: tuple[str, int, int]) -> tuple[str, int, int, bool, str, str]:
     try:
         for turn in turns:
             restricted_compile(turn)
-        prediction = run_expert(task, turns)
+        prediction = run_task_expert(task, turns)
     except Exception as exc:  # noqa: BLE001 - reported as a failure with its message
         prediction = f"{type(exc).__name__}: {exc}"
     return name, difficulty, seed, is_correct(task, prediction), prediction, task.answer
@@ -172,7 +100,7 @@ def check_fields(task: Task, name: str, difficulty: int, seed: int) -> None:
     if task.answer_type in ("number", "mra"):
         assert math.isfinite(float(task.answer)) and task.tolerance >= 0
     if task.answer_type == "string":
-        assert normalise(task.answer)
+        assert re.sub(r"[^A-Z0-9]", "", task.answer.upper())
 
 
 def check_large_canvas(task: Task, name: str) -> None:

@@ -9,20 +9,16 @@ runtime refuses.
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import io
 import math
 import multiprocessing
 import os
 import re
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
-from RestrictedPython import compile_restricted
+from expert_checks import is_correct, policy_problems, restricted_compile, run_expert
 
 from pyvision_gym.envs.base import Task, TaskFamily
 from pyvision_gym.envs.video_rendering import GENERATOR_VERSION, LETTERS
@@ -36,82 +32,8 @@ ANSWER_TYPES = {"choice", "number", "mra", "string"}
 # duration (seconds) allowed per difficulty: ≈5-15 s, 30-60 s, 2-4 min
 DURATIONS = {0: (5.0, 15.0), 1: (30.0, 60.0), 2: (120.0, 240.0)}
 
-ALLOWED_IMPORTS = {
-    "math", "statistics", "random", "itertools", "functools", "collections", "re", "json",
-    "string", "heapq", "bisect", "colorsys", "fractions", "decimal", "copy", "numpy",
-    "numpy.linalg", "numpy.random", "numpy.fft", "PIL", "PIL.Image", "PIL.ImageDraw",
-    "PIL.ImageFilter", "PIL.ImageOps", "PIL.ImageEnhance", "PIL.ImageStat", "PIL.ImageColor",
-    "PIL.ImageChops", "matplotlib.pyplot", "scipy", "scipy.ndimage",
-}  # fmt: skip
-PIL_MODULES = ("Image", "ImageDraw", "ImageFilter", "ImageOps", "ImageEnhance", "ImageStat", "ImageColor", "ImageChops")  # fmt: skip
-FROM_IMPORTS = {("scipy", "ndimage")} | {("PIL", n) for n in PIL_MODULES}
-BLOCKED_ATTRIBUTES = {"open", "load", "save", "savefig", "imread", "imsave", "tofile", "fromfile", "dump", "dumps"}  # fmt: skip
-BLOCKED_NAMES = {"eval", "exec", "globals", "vars", "getattr", "setattr", "compile", "open", "__import__", "decord"}  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# harness
-# --------------------------------------------------------------------------------------------
-def run_expert(task: Task, turns: list[str]) -> str:
-    """Run the turns in one namespace holding ``video``; the last non-empty line of the last turn."""
-    namespace: dict = {"video": VideoHandle(task.video_path)}
-    output = ""
-    for turn in turns:
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            exec(compile(turn, "<expert>", "exec"), namespace)
-        output = buffer.getvalue()
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def is_correct(task: Task, prediction: str) -> bool:
-    """Choice: same letter; number: within tolerance; mra: less than 5% off; string: equal."""
-    if task.answer_type == "choice":
-        return prediction.strip() == task.answer
-    if task.answer_type == "string":
-        return prediction.strip().lower() == task.answer.strip().lower()
-    try:
-        value = float(prediction)
-    except ValueError:
-        return False
-    truth = float(task.answer)
-    if task.answer_type == "mra":
-        return abs(value - truth) / abs(truth) < 0.05
-    return abs(value - truth) <= task.tolerance * abs(truth) + 1e-9
-
-
-def restricted_compile(source: str) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)  # RestrictedPython's 'printed' notice
-        compile_restricted(source, "<expert>", "exec")
-
-
-def policy_problems(source: str) -> list[str]:
-    """Imports outside the allowlist, blocked attributes and names used by ``source``."""
-    problems = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            problems += [f"import {a.name}" for a in node.names if a.name not in ALLOWED_IMPORTS]
-        elif isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if node.module in {"PIL", "scipy"} or node.module not in ALLOWED_IMPORTS:
-                    if (node.module, alias.name) not in FROM_IMPORTS:
-                        problems.append(f"from {node.module} import {alias.name}")
-        elif isinstance(node, ast.Attribute) and (
-            node.attr in BLOCKED_ATTRIBUTES or node.attr.startswith("_")
-        ):
-            problems.append(f"attribute .{node.attr}")
-        elif isinstance(node, ast.Name) and (node.id in BLOCKED_NAMES or node.id.startswith("_")):
-            problems.append(f"name {node.id}")
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "type"
-        ):
-            if len(node.args) != 1:
-                problems.append("type() with more than one argument")
-    return problems
+def run_task_expert(task: Task, turns: list[str]) -> str:
+    return run_expert({"video": VideoHandle(task.video_path)}, turns)
 
 
 def solve(job: tuple[str, int, int, str]) -> tuple:
@@ -124,7 +46,7 @@ def solve(job: tuple[str, int, int, str]) -> tuple:
     task = family.generate(seed, difficulty, Path(cache))
     generated = time.perf_counter()
     try:
-        prediction = run_expert(task, family.expert(task))
+        prediction = run_task_expert(task, family.expert(task))
     except Exception as exc:  # noqa: BLE001 - reported as a failure with its message
         prediction = f"{type(exc).__name__}: {exc}"
     solved = time.perf_counter()
