@@ -22,7 +22,7 @@ import numpy as np
 
 from pyvision_gym.visual_tokens import VisualTokenCounter
 
-from .base import Agent, Episode
+from pyvision_gym.rollout.agent import Agent, Episode
 
 __all__ = [
     "DirectAgent",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Agent
+from pyvision_gym.rollout.agent import Agent
 
 __all__ = ["SPEC_FORMS", "VLM_BACKENDS", "AgentSpecError", "make_agent"]
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import Agent, Episode, Observation
+from pyvision_gym.rollout.agent import Agent, Episode, Observation
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant that answers questions about images and videos. "

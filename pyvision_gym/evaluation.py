@@ -340,7 +340,7 @@ class EvalWorker:
 
     def _start(self, index: int, spec: dict[str, Any], env: Any) -> _Slot | tuple[dict[str, Any], dict[str, bytes]]:
         """Reset ``env`` onto the task (thread-safe: touches only ``env`` and the new slot)."""
-        from pyvision_gym.agents.base import Episode, Observation
+        from pyvision_gym.rollout.agent import Episode, Observation
 
         t0 = time.perf_counter()
         try:
@@ -363,7 +363,7 @@ class EvalWorker:
 
     def _step(self, slot: _Slot, action: str) -> bool:
         """Apply one action; True when the episode ended."""
-        from pyvision_gym.agents.base import Observation
+        from pyvision_gym.rollout.agent import Observation
 
         obs, reward, terminated, truncated, info = slot.env.step(action)
         turn = int(info["turn"])

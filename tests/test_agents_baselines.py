@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pyvision_gym.agents.base import Agent, Episode, Observation
+from pyvision_gym.rollout.agent import Agent, Episode, Observation
 from pyvision_gym.agents.baselines import (
     DirectAgent,
     ExpertAgent,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pyvision_gym.agents.base import Agent, Episode
+from pyvision_gym.rollout.agent import Agent, Episode
 from pyvision_gym.agents.baselines import DirectAgent
 from pyvision_gym.benchmarks.suites import load_suite
 from pyvision_gym.evaluation import ROW_FIELDS, run_eval, summarize, wilson_interval

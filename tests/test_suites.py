@@ -120,7 +120,7 @@ def test_dataset_suite(tmp_path: Path, cache: Path) -> None:
 
 
 def test_eval_on_dataset_suite(tmp_path: Path, cache: Path) -> None:
-    from pyvision_gym.agents.base import Episode, Observation
+    from pyvision_gym.rollout.agent import Episode, Observation
     from pyvision_gym.agents.baselines import ExpertAgent
     from pyvision_gym.datasets import load_dataset, row_to_task
     from pyvision_gym.evaluation import run_eval

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyvision_gym.agents.base import Episode, Observation
+from pyvision_gym.rollout.agent import Episode, Observation
 from pyvision_gym.agents.vlm import (
     MAX_ASPECT,
     STOP_STRINGS,

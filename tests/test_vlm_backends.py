@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from pyvision_gym.agents.base import Episode, Observation
+from pyvision_gym.rollout.agent import Episode, Observation
 from pyvision_gym.agents.serve import start_server
 from pyvision_gym.agents.tiny_vlm import SPECIAL_TOKENS, build_tiny_qwen25vl
 from pyvision_gym.agents.vlm import (
@@ -438,7 +438,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])  # this checkout's agents/ package, imported as plain `agents`
 if __name__ == "__main__":
     import numpy as np
-    from agents.base import Episode, Observation
+    from pyvision_gym.rollout.agent import Episode, Observation
     from agents.vlm import make_vlm_agent
 
     agent = make_vlm_agent("vllm", sys.argv[2], max_new_tokens=8, max_model_len=4096, limit_mm_per_prompt={"image": 2, "video": 0})

@@ -44,7 +44,7 @@ class Agent(abc.ABC):
     """Produces the next turn's text for a batch of episodes.
 
     ``act`` receives every episode that still needs a turn and returns one string per
-    episode, in order. Agents are built from a spec string (see ``agents.registry``).
+    episode, in order. Agents are built from a spec string (see ``pyvision_gym.agents.registry``).
     """
 
     spec: str = ""
