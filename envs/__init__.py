@@ -1,27 +1,16 @@
-"""Task families: procedurally generated image and video tasks (imported as ``pyvision_gym.envs``)."""
+"""Task families: procedurally generated image and video tasks (imported as ``pyvision_gym.envs``).
+
+One file per family in ``image/`` and ``video/``; the shared base in ``base.py``, option and
+colour helpers in ``common.py``, expert programs as Python files in ``<modality>/experts/``
+and the table of every family in ``registry.py``.
+"""
 
 from __future__ import annotations
 
-from .base import Task, TaskFamily
+if not __name__.startswith("pyvision_gym."):  # one module name per file
+    raise ImportError(f"import this package as pyvision_gym.envs, not {__name__!r}")
 
-__all__ = ["Task", "TaskFamily", "all_families", "get_family", "families_for"]
+from .base import Task, TaskFamily  # noqa: E402
+from .registry import all_families, families_for, family_names, get_family  # noqa: E402
 
-
-def all_families() -> dict[str, TaskFamily]:
-    """Every registered family by name (image families first, then video)."""
-    from .image_tasks import IMAGE_FAMILIES
-    from .video_tasks import VIDEO_FAMILIES
-
-    return {**IMAGE_FAMILIES, **VIDEO_FAMILIES}
-
-
-def families_for(modality: str) -> dict[str, TaskFamily]:
-    """The families of one modality ("image" or "video")."""
-    return {n: f for n, f in all_families().items() if f.modality == modality}
-
-
-def get_family(name: str) -> TaskFamily:
-    fams = all_families()
-    if name not in fams:
-        raise KeyError(f"unknown task family {name!r}; known: {', '.join(sorted(fams))}")
-    return fams[name]
+__all__ = ["Task", "TaskFamily", "all_families", "families_for", "family_names", "get_family"]
