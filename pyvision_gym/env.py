@@ -27,9 +27,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import prompts
 from .datasets import DatasetRow, load_dataset, row_to_task
+from .envs import families_for
 from .parsing import format_help, parse_action
-from .runtime import Runtime, RuntimeConfig
-from .scoring import RewardFn, ScoreResult, make_reward, score_answer
+from .rewards import RewardFn, make_reward
+from .runtime import Runtime, RuntimeConfig, resolve_runtime_config
+from .scoring import ScoreResult, score_answer
 from .spaces import ImageSequence, text_space
 from .visual_tokens import VisualTokenCounter
 
@@ -79,8 +81,8 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         terminate_on_error: bool = False,
         show_image: bool = True,
         max_images: int = 32,
-        max_output_chars: int = 10_000,
-        code_timeout: float = 30.0,
+        max_output_chars: int | None = None,
+        code_timeout: float | None = None,
         render_mode: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         token_counter: VisualTokenCounter | None = None,
@@ -108,9 +110,10 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             self.reward_fn: RewardFn = make_reward(reward, per_turn=tool_reward_per_turn)
         else:
             self.reward_fn = make_reward(reward)
-        self.runtime_config = RuntimeConfig(
-            **{**(runtime_config.__dict__ if runtime_config else {}), "timeout": code_timeout, "max_output_chars": max_output_chars}
+        self.runtime_config = resolve_runtime_config(
+            runtime_config, timeout=code_timeout, max_output_chars=max_output_chars
         )
+        max_output_chars = self.runtime_config.max_output_chars
 
         self.dataset: list[DatasetRow] | None = None
         self.families: dict[str, Any] = {}
@@ -122,8 +125,6 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             if not self.dataset:
                 raise ValueError(f"{dataset}: no {modality} rows in the dataset")
         else:
-            from pyvision_gym.envs import families_for
-
             available = families_for(modality)
             names = [families] if isinstance(families, str) else list(families or available)
             unknown = [n for n in names if n not in available]

@@ -25,7 +25,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +57,30 @@ class RuntimeConfig:
     seccomp: bool = True
     preload: tuple[str, ...] = ("numpy", "PIL.Image", "PIL.ImageDraw", "matplotlib.pyplot", "RestrictedPython", "decord", "scipy.ndimage", "pyseccomp")
     start_timeout: float = 120.0
+
+
+def resolve_runtime_config(config: RuntimeConfig | None, **shortcuts: Any) -> RuntimeConfig:
+    """Merge ``runtime_config`` with the environment's shortcut keywords, one source per setting.
+
+    ``shortcuts`` maps ``RuntimeConfig`` field names to values given as separate keywords
+    (``gym.make(..., code_timeout=5)`` gives ``timeout=5``); ``None`` means not given. A shortcut
+    fills its field when ``config`` left that field at its default; when both set it to
+    different values the call is refused instead of one silently winning.
+    """
+    base = config if config is not None else RuntimeConfig()
+    defaults = RuntimeConfig()
+    changes: dict[str, Any] = {}
+    for name, value in shortcuts.items():
+        if value is None:
+            continue
+        current, default = getattr(base, name), getattr(defaults, name)
+        if config is not None and current != default and current != value:
+            raise ValueError(
+                f"conflicting settings: runtime_config.{name}={current!r} but the keyword for "
+                f"the same setting gives {value!r}; set it in one place"
+            )
+        changes[name] = type(default)(value)
+    return replace(base, **changes) if changes else base
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Verifiers (answer -> accuracy in [0, 1]) and pluggable rewards.
+"""Verifiers: answer -> accuracy in [0, 1] (the rewards built on them are in :mod:`.rewards`).
 
 Verifiers judge only the final answer string (what :func:`pyvision_gym.parsing.parse_action`
 extracted), never the rest of the transcript. Each returns a float accuracy:
@@ -11,8 +11,6 @@ extracted), never the rest of the transcript. Each returns a float accuracy:
 
 :func:`score_answer` dispatches on the answer type and returns a :class:`ScoreResult`.
 
-Rewards follow the :class:`RewardFn` protocol: ``reward(score, tool_calls) -> (total, terms)``.
-:class:`AccumulativeToolReward` is PyVision-RL's R = acc + 1[correct] * 0.1 * K.
 """
 
 from __future__ import annotations
@@ -20,22 +18,18 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 __all__ = [
     "ANSWER_TYPES",
     "MATH_SOURCES",
     "MRA_THRESHOLDS",
-    "AccumulativeToolReward",
-    "AccuracyReward",
-    "RewardFn",
     "ScoreResult",
     "extract_number",
     "infer_answer_type",
-    "make_reward",
     "normalize_text",
     "score_answer",
     "score_choice",
@@ -490,70 +484,3 @@ def infer_answer_type(
     if ans.strip() and _NUMERIC_RE.fullmatch(ans) and re.search(r"\d", ans):
         return "mra" if ds.startswith("vsi") else "number"
     return "string"
-
-
-# ---------------------------------------------------------------------------------------
-# Rewards
-# ---------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class RewardFn(Protocol):
-    """``reward(score, tool_calls) -> (total, terms)``; the terms sum to the total."""
-
-    def __call__(self, score: ScoreResult, tool_calls: int) -> tuple[float, dict[str, float]]: ...
-
-
-@dataclass(frozen=True)
-class AccuracyReward:
-    """R = accuracy."""
-
-    def __call__(self, score: ScoreResult, tool_calls: int) -> tuple[float, dict[str, float]]:
-        a = float(score.accuracy)
-        return a, {"accuracy": a}
-
-
-@dataclass(frozen=True)
-class AccumulativeToolReward:
-    """PyVision-RL's reward: R = acc + 1[correct] * per_turn * K.
-
-    K = ``tool_calls``, the number of tool turns that ran successfully. The bonus is paid
-    only when the answer is judged correct (``score.correct``; for "mra" that is MRA >= 0.5).
-    There is no cap unless ``max_bonus_turns`` is set (the method relies on the turn limit).
-    """
-
-    per_turn: float = 0.1
-    max_bonus_turns: int | None = None
-
-    def __call__(self, score: ScoreResult, tool_calls: int) -> tuple[float, dict[str, float]]:
-        if tool_calls < 0:
-            raise ValueError(f"tool_calls must be >= 0, got {tool_calls}")
-        a = float(score.accuracy)
-        k = tool_calls if self.max_bonus_turns is None else min(tool_calls, self.max_bonus_turns)
-        bonus = self.per_turn * k if score.correct else 0.0
-        return a + bonus, {"accuracy": a, "tool_bonus": bonus}
-
-
-_REWARDS: dict[str, Callable[..., RewardFn]] = {
-    "accuracy": AccuracyReward,
-    "acc": AccuracyReward,
-    "accumulative": AccumulativeToolReward,
-    "accumulative_tool": AccumulativeToolReward,
-}
-
-
-def make_reward(name_or_fn: str | RewardFn | type, **kw: Any) -> RewardFn:
-    """Resolve a reward: "accuracy", "accumulative" (keyword args go to the class), a
-    RewardFn class (instantiated with ``kw``) or any callable (returned as is)."""
-    if isinstance(name_or_fn, str):
-        key = name_or_fn.strip().lower()
-        if key not in _REWARDS:
-            raise ValueError(f"unknown reward {name_or_fn!r}; expected one of {sorted(_REWARDS)}")
-        return _REWARDS[key](**kw)
-    if isinstance(name_or_fn, type):
-        return name_or_fn(**kw)
-    if callable(name_or_fn):
-        if kw:
-            raise TypeError("keyword arguments are only accepted with a reward name or class")
-        return name_or_fn
-    raise TypeError(f"expected a reward name or callable, got {type(name_or_fn).__name__}")

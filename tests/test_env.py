@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -12,8 +13,10 @@ from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 import pyvision_gym
+from pyvision_gym import RuntimeConfig
 from pyvision_gym.datasets import DatasetError
 from pyvision_gym.envs import all_families, families_for
+from pyvision_gym.envs.registry import FAMILIES
 
 IMAGE_KW = {"families": "measurement", "difficulty": 0}
 VIDEO_KW = {"families": "event_counting", "difficulty": 0}
@@ -54,8 +57,10 @@ def run_expert(env, obs) -> tuple[float, dict]:
 # ----------------------------------------------------------------------------- registration
 def test_registered_ids_match_families():
     fams = all_families()
-    assert set(pyvision_gym.IMAGE_FAMILY_NAMES) == set(families_for("image"))
-    assert set(pyvision_gym.VIDEO_FAMILY_NAMES) == set(families_for("video"))
+    assert list(FAMILIES["image"]) == list(families_for("image"))
+    assert list(FAMILIES["video"]) == list(families_for("video"))
+    for name, fam in fams.items():
+        assert fam.name == name and fam.modality in FAMILIES and name in FAMILIES[fam.modality]
     assert len(families_for("image")) >= 6 and len(families_for("video")) >= 6
     for name, fam in fams.items():
         assert pyvision_gym.family_env_id(fam.modality, name) in gym.registry
@@ -307,3 +312,33 @@ def test_dataset_missing_file_and_corrupt_image(tmp_path):
     with pytest.raises(DatasetError, match="row 0 \\(id='z'\\): field 'image_path': cannot read image"):
         env.reset(seed=0)
     env.close()
+
+
+# ----------------------------------------------------------------------------- one source per setting
+def test_runtime_config_timeout_is_not_overridden_by_default_keyword(cache):
+    env = gym.make("PyVisionImage-Counting-v0", runtime_config=RuntimeConfig(timeout=5), cache_dir=cache)
+    try:
+        assert env.unwrapped.runtime_config.timeout == 5
+        assert env.unwrapped.runtime_config.max_output_chars == RuntimeConfig().max_output_chars
+        env.reset(seed=0)
+        t0 = time.monotonic()
+        obs, *_ = env.step(code("while True:\n    pass"))
+        elapsed = time.monotonic() - t0
+        assert 4 < elapsed < 20, elapsed  # the 5 s limit, not the 30 s default
+        assert "5" in obs["text"] or "time" in obs["text"].lower()
+    finally:
+        env.close()
+
+
+def test_runtime_config_and_keyword_agree_or_refuse(cache):
+    env = gym.make("PyVisionImage-Counting-v0", code_timeout=7, max_output_chars=500, cache_dir=cache)
+    assert (env.unwrapped.runtime_config.timeout, env.unwrapped.runtime_config.max_output_chars) == (7, 500)
+    env.close()
+    same = gym.make("PyVisionImage-Counting-v0", runtime_config=RuntimeConfig(timeout=5), code_timeout=5, cache_dir=cache)
+    assert same.unwrapped.runtime_config.timeout == 5
+    same.close()
+    with pytest.raises(ValueError, match=r"runtime_config\.timeout=5.*12"):
+        gym.make("PyVisionImage-Counting-v0", runtime_config=RuntimeConfig(timeout=5), code_timeout=12, cache_dir=cache)
+    kept = gym.make("PyVisionImage-Counting-v0", runtime_config=RuntimeConfig(memory_mb=2048), code_timeout=9, cache_dir=cache)
+    assert (kept.unwrapped.runtime_config.memory_mb, kept.unwrapped.runtime_config.timeout) == (2048, 9)
+    kept.close()

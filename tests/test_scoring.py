@@ -1,4 +1,4 @@
-"""Tests for pyvision_gym.scoring: verifiers, dispatch, answer-type inference, rewards."""
+"""Tests for pyvision_gym.scoring (verifiers, dispatch, answer-type inference) and .rewards."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pyvision_gym.rewards import AccumulativeToolReward, AccuracyReward, RewardFn, make_reward
 from pyvision_gym.scoring import (
-    AccumulativeToolReward,
-    AccuracyReward,
-    RewardFn,
     ScoreResult,
     extract_number,
     infer_answer_type,
-    make_reward,
     normalize_text,
     score_answer,
     score_choice,
