@@ -9,7 +9,6 @@ serves ``exec`` calls until the host closes it or the zygote kills it.
 
 from __future__ import annotations
 
-import io
 import linecache
 import os
 import shutil
@@ -21,140 +20,12 @@ import traceback
 import warnings
 from typing import Any
 
-from . import wire
+from . import namespace, policy, wire
+from .capture import BoundedWriter, Display
+from .library_guards import patch_libraries
 from .limits import apply_rlimits, apply_seccomp
 
 SCRATCH_ROOT_ENV = "PYVISION_SCRATCH_ROOT"
-
-
-# ============================================================================================
-# output capture
-# ============================================================================================
-class BoundedWriter(io.TextIOBase):
-    """A text sink that keeps the first ``limit`` characters and counts the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.parts: list[str] = []
-        self.kept = 0
-        self.dropped = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        if not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        room = self.limit - self.kept
-        if room > 0:
-            self.parts.append(s[:room])
-            self.kept += min(room, len(s))
-        self.dropped += max(0, len(s) - max(room, 0))
-        return len(s)
-
-    def getvalue(self) -> str:
-        return "".join(self.parts)
-
-
-# ============================================================================================
-# images shown by agent code
-# ============================================================================================
-class Display:
-    """Collects the images a call shows: ``plt.show()``, ``fig.show()``, ``display(x)``."""
-
-    def __init__(self, max_images: int, max_pixels: int) -> None:
-        self.max_images = max_images
-        self.max_pixels = max_pixels
-        self.images: list[Any] = []
-        self.notes: list[str] = []
-        self.skipped = 0
-
-    def reset(self) -> None:
-        self.images, self.notes, self.skipped = [], [], 0
-
-    def emit(self, arr: Any) -> None:
-        import numpy as np
-        from PIL import Image
-
-        if len(self.images) >= self.max_images:
-            self.skipped += 1
-            return
-        h, w = arr.shape[:2]
-        if h * w > self.max_pixels:
-            scale = (self.max_pixels / (h * w)) ** 0.5
-            nw, nh = max(1, int(w * scale)), max(1, int(h * scale))
-            arr = np.asarray(Image.fromarray(arr).resize((nw, nh), Image.Resampling.BILINEAR))
-            self.notes.append(f"[an image of {w}x{h} was shown downscaled to {nw}x{nh}]")
-        self.images.append(np.ascontiguousarray(arr, dtype=np.uint8))
-
-    def figure(self, fig: Any) -> None:
-        import numpy as np
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-        canvas.draw()
-        self.emit(np.asarray(canvas.buffer_rgba())[..., :3].copy())
-
-    def __call__(self, *objs: Any) -> None:
-        for obj in objs:
-            self.show_object(obj)
-
-    def show_object(self, obj: Any) -> None:
-        import numpy as np
-        from matplotlib.axes import Axes
-        from matplotlib.figure import Figure
-        from PIL import Image
-
-        if isinstance(obj, Image.Image):
-            self.emit(np.asarray(obj.convert("RGB")))
-        elif isinstance(obj, Figure):
-            self.figure(obj)
-            import matplotlib.pyplot as plt
-
-            plt.close(obj)
-        elif isinstance(obj, Axes):
-            self.show_object(obj.figure)
-        elif isinstance(obj, np.ndarray):
-            for frame in _as_rgb_frames(obj):
-                self.emit(frame)
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                self.show_object(item)
-        else:
-            print(repr(obj))
-
-    def plt_show(self, *args: Any, **kwargs: Any) -> None:
-        import matplotlib.pyplot as plt
-
-        for num in plt.get_fignums():
-            self.figure(plt.figure(num))
-        plt.close("all")
-
-
-def _as_rgb_frames(arr: Any) -> list[Any]:
-    """Turn an array the agent displays into H×W×3 uint8 frames (4-D arrays are frame stacks)."""
-    import numpy as np
-
-    a = np.asarray(arr)
-    if a.ndim == 4:
-        return [f for frame in a for f in _as_rgb_frames(frame)]
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=-1)
-    if a.ndim != 3 or a.shape[-1] not in (3, 4) or 0 in a.shape:
-        raise ValueError(f"display() needs an H×W, H×W×3 or H×W×4 image array, got shape {a.shape}")
-    a = a[..., :3]
-    if a.dtype == np.uint8:
-        return [a]
-    if a.dtype == bool:
-        return [a.astype(np.uint8) * 255]
-    if np.issubdtype(a.dtype, np.floating):
-        finite = np.nan_to_num(a.astype(np.float64))
-        if finite.max(initial=0) <= 1.0:
-            finite = finite * 255.0
-        return [np.clip(finite, 0, 255).astype(np.uint8)]
-    return [np.clip(a, 0, 255).astype(np.uint8)]
 
 
 # ============================================================================================
@@ -164,8 +35,6 @@ class Interpreter:
     """One episode's restricted interpreter: namespace, compile cache, output and images."""
 
     def __init__(self, preload: dict[str, Any], limits: dict[str, Any]) -> None:
-        from . import policy
-
         self.policy = policy
         self.limits = limits
         self.display = Display(int(limits["max_images_per_call"]), int(limits["max_display_pixels"]))
@@ -177,7 +46,7 @@ class Interpreter:
             """Show images: PIL images, arrays (H×W, H×W×3/4, or N×H×W×3), figures, or lists of them."""
             display(*objs)
 
-        self.ns = policy.make_namespace(show, preload)
+        self.ns = namespace.make_namespace(show, preload)
 
     def compile(self, source: str) -> tuple[Any, str]:
         code = self.compiled.get(source)
@@ -192,7 +61,7 @@ class Interpreter:
     def run(self, source: str) -> dict[str, Any]:
         out = BoundedWriter(int(self.limits["max_output_chars"]))
         self.display.reset()
-        self.policy.PrintSink.stream = out
+        namespace.PrintSink.stream = out
         error = error_type = None
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = out
@@ -377,130 +246,6 @@ def episode_main(sock: socket.socket, limits: dict[str, Any], scratch: str) -> N
 # ============================================================================================
 # the zygote
 # ============================================================================================
-def _patch_libraries(display_ref: list[Display | None]) -> None:
-    """Route matplotlib's and PIL's ``show`` to the current episode's display collector."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    def current() -> Display:
-        d = display_ref[0]
-        if d is None:
-            raise RuntimeError("no episode is active")
-        return d
-
-    def fig_show(self: Figure, *args: Any, **kwargs: Any) -> None:
-        current().figure(self)
-        plt.close(self)
-
-    def pil_show(self: Image.Image, *args: Any, **kwargs: Any) -> None:
-        current().show_object(self)
-
-    plt.show = lambda *a, **k: current().plt_show()
-    Figure.show = fig_show
-    Image.Image.show = pil_show
-    _lock_matplotlib(matplotlib, plt)
-
-
-def _lock_matplotlib(matplotlib: Any, plt: Any) -> None:
-    """Keep matplotlib on Agg (a ``module://`` backend would import any module) and make its
-    ``str.format``-based tick formatter go through the policy's guarded formatter."""
-    from matplotlib import ticker
-
-    from .policy import PolicyViolation, safe_format
-
-    plt.switch_backend("agg")
-    switch = plt.switch_backend
-
-    def agg_only(newbackend: str) -> None:
-        if str(newbackend).lower() != "agg":
-            raise PolicyViolation("the runtime renders with matplotlib's Agg backend only")
-        switch("agg")
-
-    def validate_backend(value: Any) -> str:
-        if str(value).lower() != "agg":
-            raise ValueError("the runtime renders with matplotlib's Agg backend only")
-        return "agg"
-
-    plt.switch_backend = agg_only
-    matplotlib.rcParams.validate["backend"] = validate_backend
-
-    def str_method_call(self: Any, x: Any, pos: Any = None) -> str:
-        return safe_format(self.fmt, x=x, pos=pos)
-
-    ticker.StrMethodFormatter.__call__ = str_method_call
-
-    # second pass
-    from matplotlib import cbook, font_manager
-
-    def auto_format_str(fmt: str, value: Any) -> str:
-        try:
-            return fmt % (value,)
-        except (TypeError, ValueError):
-            return safe_format(fmt, value)
-
-    cbook._auto_format_str = auto_format_str
-    set_file = font_manager.FontProperties.set_file
-
-    def guarded_set_file(self: Any, file: Any) -> None:
-        if file is not None:
-            raise PolicyViolation("font files cannot be chosen in the runtime")
-        set_file(self, file)
-
-    font_manager.FontProperties.set_file = guarded_set_file
-
-    class _NoImport:
-        @staticmethod
-        def import_module(name: str, package: Any = None) -> Any:
-            raise PolicyViolation("rcParams['figure.hooks'] is not available in the runtime")
-
-    plt.importlib = _NoImport
-    from matplotlib import spines
-
-    spines_getattr = spines.Spines.__getattr__
-
-    def guarded_spines_getattr(self: Any, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return spines_getattr(self, name)
-
-    spines.Spines.__getattr__ = guarded_spines_getattr
-    from scipy._lib._util import _RichResult
-
-    rich_getattr = _RichResult.__getattr__
-
-    def guarded_rich_getattr(self: Any, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return rich_getattr(self, name)
-
-    _RichResult.__getattr__ = guarded_rich_getattr
-    from skimage.measure._regionprops import RegionProperties
-
-    rp_getitem = RegionProperties.__getitem__
-
-    def guarded_rp_getitem(self: Any, key: Any) -> Any:
-        if isinstance(key, str) and key.startswith("_"):
-            raise PolicyViolation(f"item '{key}' is not accessible in the runtime")
-        return rp_getitem(self, key)
-
-    RegionProperties.__getitem__ = guarded_rp_getitem
-    from PIL import Image as PILImage
-
-    for attr in ("_getencoder", "_getdecoder"):
-        original = getattr(PILImage, attr)
-
-        def no_fd_codecs(mode: Any, name: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            if name in ("libtiff", "jpeg2k"):
-                raise PolicyViolation(f"the '{name}' codec is not available in the runtime")
-            return _original(mode, name, *args, **kwargs)
-
-        setattr(PILImage, attr, no_fd_codecs)
-
-
 _DISPLAY_REF: list[Display | None] = [None]
 
 
@@ -654,6 +399,6 @@ def zygote_main(fd: int, limits: dict[str, Any], preload_modules: list[str]) -> 
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a missing optional library only slows episodes down
             pass
-    _patch_libraries(_DISPLAY_REF)
+    patch_libraries(_DISPLAY_REF)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     Zygote(ctrl, limits).serve()
