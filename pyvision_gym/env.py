@@ -133,7 +133,8 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             self.families = {n: available[n] for n in names}
         self.difficulty = difficulty
 
-        self.action_space = text_space(max_action_chars)
+        self.max_action_chars = int(max_action_chars)
+        self.action_space = text_space(self.max_action_chars)
         prompt_room = 16_384
         self.observation_space = gym.spaces.Dict(
             {
@@ -206,37 +207,18 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             raise RuntimeError("call reset() before step()")
         if self._end_reason is not None:
             raise RuntimeError("the episode has ended: call reset()")
+        if self._runtime is None:
+            raise RuntimeError("the environment was closed: call reset() to start a new episode")
         if not isinstance(action, str):
             raise TypeError(f"the action must be the turn's text (str), got {type(action).__name__}")
-        self._turn += 1
-        parsed = parse_action(action)
-        record = TurnRecord(turn=self._turn, action=action, kind=parsed.kind, code=parsed.code, answer=parsed.answer, ignored_code=parsed.ignored_code)
-        reward, terminated, truncated = 0.0, False, False
-        images: tuple[np.ndarray, ...] = ()
-        if parsed.kind == "answer":
-            self._finish(parsed.answer)
-            reward = self._reward
-            terminated = True
-            text = "Answer received; the episode is over." + (" The code in the same turn was not run." if parsed.ignored_code else "")
-        elif parsed.kind == "code":
-            result = self._runtime.run(parsed.code)
-            record.seconds, record.error_type = result.seconds, result.error_type
-            text = result.text() or "(the code ran and printed nothing)"
-            images = tuple(result.images)
-            if result.ok:
-                self._tool_calls += 1
-            else:
-                self._tool_errors += 1
-                if self.terminate_on_error:
-                    self._end_reason, terminated = "ERROR_IN_ACTION", True
-        else:
-            text = format_help()
-            self._format_errors += 1
-            if self.terminate_on_error:
-                self._end_reason, terminated = "ERROR_IN_ACTION", True
-        record.observation, record.images = text, list(images)
+        record, images, terminated = self._act(action)
+        self._turn = record.turn
         record.visual_tokens = self._count_images(images)
         self.transcript.append(record)
+        reward, truncated = 0.0, False
+        if terminated and self._end_reason is None:  # an answer
+            self._finish(record.answer)
+            reward = self._reward
         if not terminated:
             if self._images_shown > self.max_images:
                 self._end_reason, truncated = "EXCEED_MAX_IMAGES", True
@@ -245,9 +227,49 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         if (terminated or truncated) and self._score is None:
             self._finish(None)
             reward = self._reward
-        obs = {"text": text, "images": images}
+        obs = {"text": record.observation, "images": images}
         self._last_obs = obs
         return obs, float(reward), terminated, truncated, self._info()
+
+    def _act(self, action: str) -> tuple[TurnRecord, tuple[np.ndarray, ...], bool]:
+        """Carry out one turn: parse it, answer or run its code; counters move, the turn does not."""
+        turn = self._turn + 1
+        if len(action) > self.max_action_chars:
+            self._format_errors += 1
+            text = (f"Error: this turn is {len(action):,} characters long, over the limit of "
+                    f"{self.max_action_chars:,}. Nothing in it was run or read; send a shorter turn.")
+            record = TurnRecord(turn=turn, action=action, kind="none", observation=text, error_type="ActionTooLong")
+            return record, (), self._error_ends_episode()
+        parsed = parse_action(action)
+        record = TurnRecord(turn=turn, action=action, kind=parsed.kind, code=parsed.code,
+                            answer=parsed.answer, ignored_code=parsed.ignored_code)
+        images: tuple[np.ndarray, ...] = ()
+        terminated = False
+        if parsed.kind == "answer":
+            terminated = True
+            record.observation = "Answer received; the episode is over." + (
+                " The code in the same turn was not run." if parsed.ignored_code else "")
+        elif parsed.kind == "code":
+            result = self._runtime.run(parsed.code)
+            record.seconds, record.error_type = result.seconds, result.error_type
+            record.observation = result.text() or "(the code ran and printed nothing)"
+            images = tuple(result.images)
+            if result.ok:
+                self._tool_calls += 1
+            else:
+                self._tool_errors += 1
+                terminated = self._error_ends_episode()
+        else:
+            record.observation = format_help()
+            self._format_errors += 1
+            terminated = self._error_ends_episode()
+        record.images = list(images)
+        return record, images, terminated
+
+    def _error_ends_episode(self) -> bool:
+        if self.terminate_on_error:
+            self._end_reason = "ERROR_IN_ACTION"
+        return self.terminate_on_error
 
     def render(self):
         if self.render_mode == "ansi":

@@ -45,6 +45,7 @@ the code is not run (this is what the released PyVision-RL tool does).
 
 from __future__ import annotations
 
+import bisect
 import re
 import textwrap
 from dataclasses import dataclass
@@ -71,23 +72,16 @@ class ParsedAction:
     raw: str
 
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_ANSWER_OPEN_RE = re.compile(r"<answer>", re.IGNORECASE)
-_ANSWER_CLOSE_RE = re.compile(r"</answer>", re.IGNORECASE)
+# Every search below is linear in the turn's length: tags and fences are located once with
+# simple literal patterns and paired by walking the positions, instead of lazy ``(.*?)``
+# regexes that rescan the rest of the text from every opening tag (quadratic on turns such as
+# ``"<answer>" * 100_000`` or ``"\\boxed{" * 9000``).
+_ANSWER_TAG_RE = re.compile(r"<(/?)answer>", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\boxed\s*\{")
-
-# <code> ``` [python|python3|py] ... [```] </code>; the body may not contain another
-# <code>/</code> tag, so a malformed block cannot swallow the next one.
-_CODE_TAG_RE = re.compile(
-    r"<code>\s*```[ \t]*(?:python3?|py)?[ \t]*\r?\n?"
-    r"((?:(?!</?code>).)*?)"
-    r"(?:```[ \t]*)?\s*</code>",
-    re.DOTALL | re.IGNORECASE,
-)
-_BARE_FENCE_RE = re.compile(
-    r"```[ \t]*(?:python3?|py)\b[^\n]*\n(.*?)```",
-    re.DOTALL | re.IGNORECASE,
-)
+_CODE_TAG_RE = re.compile(r"<(/?)code>", re.IGNORECASE)
+# The head of a <code> block: <code> ``` [python|python3|py]; then the body up to </code>.
+_CODE_HEAD_RE = re.compile(r"<code>\s*```[ \t]*(?:python3?|py)?[ \t]*\r?\n?", re.IGNORECASE)
+_FENCE_LABEL_RE = re.compile(r"[ \t]*(?:python3?|py)\b", re.IGNORECASE)
 
 _QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
 
@@ -100,37 +94,34 @@ def _strip_quotes(s: str) -> str:
     return s
 
 
-def _balanced_end(text: str, open_idx: int) -> int | None:
-    """Index of the ``}`` closing the ``{`` at ``open_idx``, or None if never closed.
-
-    Escaped braces (``\\{``, ``\\}``) do not count.
-    """
-    depth = 0
-    i = open_idx
-    while i < len(text):
+def _brace_pairs(text: str) -> dict[int, int]:
+    """``{open index: close index}`` for every balanced brace pair, escapes (``\\{``) skipped."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
         ch = text[i]
         if ch == "\\":
             i += 2
             continue
         if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
         i += 1
-    return None
+    return pairs
 
 
 def extract_boxed(text: str) -> str | None:
     """Content of the LAST complete ``\\boxed{...}`` in ``text`` (balanced braces), else None."""
-    last: str | None = None
-    for m in _BOXED_RE.finditer(text):
-        open_idx = m.end() - 1
-        end = _balanced_end(text, open_idx)
-        if end is not None:
-            last = text[open_idx + 1 : end]
-    return last
+    opens = [m.end() - 1 for m in _BOXED_RE.finditer(text)]
+    if not opens:
+        return None
+    pairs = _brace_pairs(text)
+    for open_idx in reversed(opens):
+        if open_idx in pairs:
+            return text[open_idx + 1 : pairs[open_idx]]
+    return None
 
 
 def _answer_from_content(content: str) -> str:
@@ -138,28 +129,87 @@ def _answer_from_content(content: str) -> str:
     boxed = extract_boxed(content)
     if boxed is not None:
         return _strip_quotes(boxed)
-    dangling = list(_BOXED_RE.finditer(content))
-    if dangling:
-        content = content[dangling[-1].end() :]
+    dangling = None
+    for dangling in _BOXED_RE.finditer(content):  # noqa: B007 - we want the last match
+        pass
+    if dangling is not None:
+        content = content[dangling.end() :]
     return _strip_quotes(content)
+
+
+def _answer_bodies(text: str) -> tuple[list[str], int | None]:
+    """Bodies of the complete ``<answer>…</answer>`` pairs (leftmost, non-overlapping, as a
+    lazy regex pairs them) and the start of the last ``<answer>`` if no ``</answer>`` follows."""
+    bodies: list[str] = []
+    open_end: int | None = None
+    last_open: int | None = None
+    last_close = -1
+    for m in _ANSWER_TAG_RE.finditer(text):
+        if not m.group(1):
+            last_open = m.start()
+            if open_end is None:
+                open_end = m.end()
+        else:
+            last_close = m.start()
+            if open_end is not None:
+                bodies.append(text[open_end : m.start()])
+                open_end = None
+    unclosed = last_open if last_open is not None and last_close < last_open else None
+    return bodies, unclosed
 
 
 def _clean_code(body: str) -> str:
     return textwrap.dedent(body).strip("\r\n").rstrip()
 
 
+def _tagged_code(text: str) -> list[str]:
+    """Bodies of ``<code>`` blocks: an opening tag whose next tag is ``</code>``."""
+    bodies = []
+    tags = list(_CODE_TAG_RE.finditer(text))
+    for here, nxt in zip(tags, tags[1:], strict=False):
+        if here.group(1) or not nxt.group(1):
+            continue
+        head = _CODE_HEAD_RE.match(text, here.start(), nxt.start())
+        if head is None:
+            continue
+        body = text[head.end() : nxt.start()].rstrip()
+        if body.endswith("```"):
+            body = body[:-3]
+        bodies.append(body)
+    return bodies
+
+
+def _fenced_code(text: str) -> list[str]:
+    """Bodies of bare fences labelled python / python3 / py: from the end of the label's line
+    to the next fence (leftmost, non-overlapping)."""
+    fences = [m.start() for m in re.finditer("(?=```)", text)]  # overlapping, as a regex sees them
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    bodies, pos = [], 0
+    for k, f in enumerate(fences):
+        if f < pos or not _FENCE_LABEL_RE.match(text, f + 3):
+            continue
+        line_end = _first_after(newlines, f + 3)
+        close = None if line_end is None else _first_after(fences, line_end + 1, lo=k + 1)
+        if close is None:
+            continue
+        bodies.append(text[line_end + 1 : close])
+        pos = close + 3
+    return bodies
+
+
+def _first_after(positions: list[int], at_least: int, lo: int = 0) -> int | None:
+    """The first of the sorted ``positions`` that is >= ``at_least``."""
+    i = bisect.bisect_left(positions, at_least, lo=lo)
+    return positions[i] if i < len(positions) else None
+
+
 def _find_code(text: str) -> str | None:
     """The code of the last ``<code>`` block, else of the last bare python fence."""
-    tagged = _CODE_TAG_RE.findall(text)
-    for body in reversed(tagged):
-        code = _clean_code(body)
-        if code:
-            return code
-    bare = _BARE_FENCE_RE.findall(text)
-    for body in reversed(bare):
-        code = _clean_code(body)
-        if code:
-            return code
+    for bodies in (_tagged_code(text), _fenced_code(text)):
+        for body in reversed(bodies):
+            code = _clean_code(body)
+            if code:
+                return code
     return None
 
 
@@ -167,22 +217,16 @@ def parse_action(text: str) -> ParsedAction:
     """Classify one turn as an answer, code, or neither (rules in the module docstring)."""
     if text is None:
         text = ""
-    answers = _ANSWER_RE.findall(text)
-    answer: str | None = None
+    bodies, unclosed = _answer_bodies(text)
+    answer = _answer_from_content(bodies[-1]) if bodies else None
     code_region = text
-    if answers:
-        answer = _answer_from_content(answers[-1])
-    opens = list(_ANSWER_OPEN_RE.finditer(text))
-    if opens:
-        last_open = opens[-1]
-        tail = text[last_open.end() :]
-        if not _ANSWER_CLOSE_RE.search(tail):
-            # An <answer> that is never closed (generation stopped).
-            boxed = extract_boxed(tail)
-            if boxed is not None:
-                answer = _strip_quotes(boxed)
-            elif answer is None:
-                code_region = text[: last_open.start()]
+    if unclosed is not None:
+        # An <answer> that is never closed (generation stopped).
+        boxed = extract_boxed(text[text.index(">", unclosed) + 1 :])
+        if boxed is not None:
+            answer = _strip_quotes(boxed)
+        elif answer is None:
+            code_region = text[:unclosed]
 
     if answer is not None:
         has_code = _find_code(text) is not None

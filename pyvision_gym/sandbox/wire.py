@@ -27,7 +27,8 @@ class WireTimeout(TimeoutError):
 
 def send(sock: socket.socket, header: dict[str, Any], blobs: Sequence[bytes | memoryview] = (), fds: Sequence[int] = ()) -> None:
     header = dict(header, blobs=[len(b) for b in blobs])
-    body = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    # surrogatepass: a str may hold lone surrogates (agent text can); they cross intact.
+    body = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     first = _LEN.pack(len(body)) + body
     if fds:
         socket.send_fds(sock, [first], list(fds))
@@ -90,7 +91,7 @@ def recv(
     if length > max_header:
         raise WireError(f"message header of {length} bytes exceeds the limit of {max_header}")
     try:
-        header = json.loads(_recv_exact(sock, length, deadline))
+        header = json.loads(_recv_exact(sock, length, deadline).decode("utf-8", "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise WireError(f"malformed message header: {exc}") from None
     if not isinstance(header, dict):

@@ -87,7 +87,9 @@ class Interpreter:
         return {
             "output": _utf8_safe(out.getvalue()),
             "dropped": out.dropped,
-            "error": None if error is None else _utf8_safe(error),
+            # bounded here, whatever produced it: a reply larger than the host accepts would
+            # read as a dead worker and cost the episode its state
+            "error": None if error is None else _utf8_safe(_clip(error, int(self.limits["max_error_chars"]))),
             "error_type": error_type,
             "notes": notes,
         }

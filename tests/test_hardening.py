@@ -1,0 +1,89 @@
+"""Regression tests for bugs found by fuzzing and fault injection (issue 8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import pyvision_gym  # noqa: F401 - registers the environments
+from pyvision_gym.parsing import parse_action
+
+
+def code(src: str) -> str:
+    return f"<code>\n```python\n{src}\n```\n</code>"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache: Path = tmp_path_factory.mktemp("pvg-hardening")
+    e = gym.make("PyVisionImage-Counting-v0", difficulty=0, max_turns=50, cache_dir=cache)
+    yield e
+    e.close()
+
+
+def test_lone_surrogate_in_code_gives_an_observation(env):
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(code("print('\ud800')"))
+    assert not (terminated or truncated)
+    assert isinstance(obs["text"], str) and obs["text"]
+    assert info["turn"] == 1 and len(env.unwrapped.transcript) == 1
+    obs, *_ = env.step(code("print(40 + 2)"))
+    assert obs["text"].strip() == "42"
+
+
+def test_lone_surrogate_in_answer_scores(env):
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step("<answer>\\boxed{\udcff}</answer>")
+    assert terminated and info["end_reason"] == "DONE" and info["correct"] is False
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("text", "kind", "answer"),
+    [
+        ("<answer>" + "\\boxed{" * 9000 + "</answer>", "answer", ""),
+        ("<answer>" * 131072, "none", None),
+        ("<code>" * 100_000, "none", None),
+        ("```py" * 13_000, "none", None),
+        ("<answer>\\boxed" + "{" * 65_000, "none", None),
+    ],
+)
+def test_adversarial_turns_parse_in_linear_time(text, kind, answer):
+    parsed = parse_action(text)
+    assert parsed.kind == kind
+    if answer is not None:
+        # the innermost \boxed{ never closes; no complete box -> the text after the last \boxed{
+        assert parsed.answer == answer
+
+
+def test_over_long_action_is_refused_with_an_observation(env):
+    env.reset(seed=0)
+    limit = env.unwrapped.max_action_chars
+    obs, reward, terminated, truncated, info = env.step("<answer>" * (limit // 8 + 1))
+    assert not terminated and not truncated
+    assert f"{limit:,}" in obs["text"] and "Nothing in it was run" in obs["text"]
+    assert env.unwrapped.transcript[-1].error_type == "ActionTooLong" and info["turn"] == 1
+
+
+def test_large_compile_error_keeps_the_episode_state(env):
+    env.reset(seed=0)
+    env.step(code("keep = 41"))
+    obs, *_ = env.step(code("_a = 1\n" * 2500))
+    assert "SyntaxError" in obs["text"] and "restarted" not in obs["text"]
+    assert len(obs["text"]) < 10_000
+    obs, *_ = env.step(code("print(keep + 1)"))
+    assert obs["text"].strip() == "42"
+
+
+def test_step_after_close_is_a_clear_error(tmp_path):
+    e = gym.make("PyVisionImage-Counting-v0", difficulty=0, cache_dir=tmp_path)
+    e.reset(seed=0)
+    e.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        e.step(code("print(1)"))
+    obs, _ = e.reset(seed=1)  # reset after close starts a new runtime
+    obs, *_ = e.step(code("print(1 + 1)"))
+    assert obs["text"].strip() == "2"
+    e.close()
