@@ -189,6 +189,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         else:
             self._runtime.reset(images=task.images)
         self._reset_counters()
+        self._video_meta = video_meta
         self.transcript = []
         self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image)
         images: tuple[np.ndarray, ...] = ()
@@ -289,6 +290,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         self._turn = self._tool_calls = self._tool_errors = self._format_errors = 0
         self._images_shown = self._visual_tokens = 0
         self._full_video_tokens: int | None = None
+        self._video_meta: dict[str, Any] | None = None
         self._end_reason: str | None = None
         self._score: ScoreResult | None = None
         self._answer: str | None = None
@@ -324,6 +326,8 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             "images_shown": self._images_shown,
             "visual_tokens": self._visual_tokens,
         }
+        if self._video_meta is not None:
+            info["video"] = dict(self._video_meta)  # frames, fps, duration (s), width, height
         if self._full_video_tokens is not None:
             info["visual_tokens_full_video"] = self._full_video_tokens
         if self._end_reason is not None:

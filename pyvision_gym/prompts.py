@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import av
+
 FORMAT = """\
 You answer a question about {what} by writing Python code and then giving a final answer.
 Each reply is ONE of the two:
@@ -74,8 +76,6 @@ def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[st
 
 def video_metadata(path: str, runtime_info: dict[str, Any]) -> dict[str, Any]:
     """Frame count and fps as decord reports them (from the runtime), size from the container."""
-    import av
-
     with av.open(path) as container:
         stream = container.streams.video[0]
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)

@@ -22,9 +22,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +59,27 @@ class RuntimeConfig:
     seccomp: bool = True
     preload: tuple[str, ...] = ("numpy", "PIL.Image", "PIL.ImageDraw", "matplotlib.pyplot", "RestrictedPython", "decord", "scipy.ndimage", "pyseccomp")
     start_timeout: float = 120.0
+
+
+_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def spawn(cmd: list[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` run on one long-lived thread of this process.
+
+    Linux sends the parent-death signal (bubblewrap's ``--die-with-parent``, the zygote's
+    ``PR_SET_PDEATHSIG``) when the *thread* that forked the child exits, not the process: a
+    runtime started in a short-lived thread (a thread pool, a Ray actor call) would lose its
+    sandbox when that thread ended. Forking from one thread that lives as long as the
+    interpreter keeps the sandbox usable from any thread, and it still dies with the host.
+    """
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid():  # a forked child has no such thread
+            _SPAWNER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="pyvision-spawner"))
+        executor = _SPAWNER[1]
+    return executor.submit(subprocess.Popen, cmd, **popen_kwargs).result()
 
 
 def resolve_runtime_config(config: RuntimeConfig | None, **shortcuts: Any) -> RuntimeConfig:
@@ -306,7 +329,7 @@ class Runtime:
         cmd = [*cmd, python, "-I", "-S", "-c", boot]
         self._stderr = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(
+            self._proc = spawn(
                 cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=self._stderr, env=popen_env, cwd=cwd, start_new_session=True,
             )

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gymnasium as gym
@@ -87,3 +93,67 @@ def test_step_after_close_is_a_clear_error(tmp_path):
     obs, *_ = e.step(code("print(1 + 1)"))
     assert obs["text"].strip() == "2"
     e.close()
+
+
+def test_video_metadata_is_in_info(tmp_path):
+    e = gym.make("PyVisionVideo-EventCounting-v0", difficulty=0, cache_dir=tmp_path)
+    try:
+        obs, info = e.reset(seed=0)
+        meta = info["video"]
+        assert set(meta) == {"frames", "fps", "duration", "width", "height"}
+        assert meta["frames"] > 0 and meta["fps"] > 0
+        assert meta["duration"] == pytest.approx(meta["frames"] / meta["fps"])
+        assert f"{meta['frames']}" in obs["text"]
+        _, _, _, _, info = e.step(code("print(len(video))"))
+        assert info["video"] == meta
+    finally:
+        e.close()
+    image_env = gym.make("PyVisionImage-Counting-v0", difficulty=0, cache_dir=tmp_path)
+    _, info = image_env.reset(seed=0)
+    assert "video" not in info
+    image_env.close()
+
+
+def test_env_reset_in_a_short_lived_thread_keeps_its_sandbox(tmp_path):
+    e = gym.make("PyVisionImage-Counting-v0", difficulty=0, cache_dir=tmp_path)
+    try:
+        worker = threading.Thread(target=lambda: (e.reset(seed=0), e.step(code("keep = 41"))))
+        worker.start()
+        worker.join()
+        time.sleep(0.5)  # a parent-death signal tied to the thread would have fired by now
+        obs, *_ = e.step(code("print(keep + 1)"))
+        assert obs["text"].strip() == "42"
+        with ThreadPoolExecutor(2) as pool:  # and from other threads again, including a restart
+            pool.submit(e.reset, seed=1).result()
+            obs = pool.submit(e.step, code("print(6 * 7)")).result()[0]
+        assert obs["text"].strip() == "42"
+    finally:
+        e.close()
+
+
+HOST_SCRIPT = """
+import os, signal, sys, threading
+import gymnasium as gym, pyvision_gym
+env = gym.make("PyVisionImage-Counting-v0", difficulty=0, cache_dir=sys.argv[1])
+t = threading.Thread(target=env.reset, kwargs={"seed": 0}); t.start(); t.join()
+print(env.unwrapped._runtime._proc.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_sandbox_dies_with_a_killed_host(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", HOST_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)

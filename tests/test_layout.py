@@ -149,3 +149,11 @@ def test_one_module_name_per_file(folder, tmp_path):
     proc = subprocess.run([sys.executable, "-c", f"import {folder}"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0
     assert f"pyvision_gym.{folder}" in proc.stderr
+
+
+def test_license_file_matches_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # an SPDX expression, not the deprecated table
+    assert project["license-files"] == ["LICENSE"]
+    text = (REPO / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
