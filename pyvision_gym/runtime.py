@@ -206,7 +206,7 @@ class Runtime:
         limit = self.config.timeout if timeout is None else float(timeout)
         t0 = time.perf_counter()
         if self._proc is None or self._proc.poll() is not None:
-            status = self._replace_worker()
+            status = self._replace_worker(limit)
             return ExecResult(
                 error=(
                     f"RuntimeError: the runtime's sandbox process had exited ({status}). It was restarted: "
@@ -220,7 +220,7 @@ class Runtime:
             wire.send(self._sock, {"op": "exec", "code": code})
             header, blobs, _ = wire.recv(self._sock, timeout=limit, max_header=self._max_header(code), max_blobs=self._max_blob_bytes())
         except wire.WireTimeout:
-            self._replace_worker()
+            self._replace_worker(limit)
             return ExecResult(
                 error=(
                     f"TimeoutError: the code did not finish within {limit:g} s and was stopped. The runtime was "
@@ -231,7 +231,7 @@ class Runtime:
                 seconds=time.perf_counter() - t0,
             )
         except (wire.WireError, OSError):
-            status = self._replace_worker()
+            status = self._replace_worker(limit)
             return ExecResult(
                 error=(
                     f"RuntimeError: the runtime process died while running this code ({status}). It was restarted: "
@@ -357,17 +357,21 @@ class Runtime:
             self.close()
             self._start_zygote()
 
-    def _zygote_call(self, header: dict[str, Any], max_fds: int = 0) -> tuple[dict[str, Any], list[int]]:
+    def _zygote_call(self, header: dict[str, Any], max_fds: int = 0, timeout: float | None = None) -> tuple[dict[str, Any], list[int]]:
         assert self._ctrl is not None
         wire.send(self._ctrl, header)
-        reply, _, fds = wire.recv(self._ctrl, timeout=self.config.start_timeout, max_fds=max_fds)
+        reply, _, fds = wire.recv(self._ctrl, timeout=timeout or self.config.start_timeout, max_fds=max_fds)
         return reply, fds
 
-    def _start_episode(self) -> None:
+    def _start_episode(self, zygote_timeout: float | None = None) -> None:
+        """Take the zygote's spare process for a new episode. ``zygote_timeout`` bounds the wait
+        for a running zygote (a step passes its own timeout: a stopped zygote must not hold it
+        for ``start_timeout``); a zygote that does not answer is replaced by a fresh one."""
         for attempt in range(2):
             self._ensure_zygote()
             try:
-                reply, fds = self._zygote_call({"op": "spawn"}, max_fds=1)
+                limit = zygote_timeout if attempt == 0 else None
+                reply, fds = self._zygote_call({"op": "spawn"}, max_fds=1, timeout=limit)
                 if len(fds) != 1:
                     raise wire.WireError("the zygote sent no episode socket")
                 self._pid = int(reply["pid"])
@@ -433,9 +437,9 @@ class Runtime:
         self._pid = None
         return status
 
-    def _replace_worker(self) -> str:
+    def _replace_worker(self, zygote_timeout: float | None = None) -> str:
         status = self._end_episode(want_status=True)
-        self._start_episode()
+        self._start_episode(zygote_timeout)
         return status
 
     # ------------------------------------------------------------------ helpers
@@ -464,13 +468,13 @@ class Runtime:
     def _result(self, header: dict[str, Any], blobs: list[bytearray], seconds: float) -> ExecResult:
         shapes = header.get("images", [])
         if not isinstance(shapes, list) or len(shapes) != len(blobs) or len(blobs) > self.config.max_images_per_call:
-            self._replace_worker()
+            self._replace_worker(self.config.timeout)
             return ExecResult(error="RuntimeError: the worker sent a malformed reply and was replaced.", error_type="WorkerDied", state_lost=True)
         images = []
         for shape, blob in zip(shapes, blobs, strict=True):
             h, w = (int(v) for v in shape)
             if h <= 0 or w <= 0 or h * w * 3 != len(blob):
-                self._replace_worker()
+                self._replace_worker(self.config.timeout)
                 return ExecResult(error="RuntimeError: the worker sent a malformed image and was replaced.", error_type="WorkerDied", state_lost=True)
             images.append(np.frombuffer(blob, dtype=np.uint8).reshape(h, w, 3))
         output = str(header.get("output", ""))[: self.config.max_output_chars]

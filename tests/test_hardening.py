@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import gymnasium as gym
 import pytest
 
 import pyvision_gym  # noqa: F401 - registers the environments
+from pyvision_gym import Runtime
 from pyvision_gym.parsing import parse_action
 
 
@@ -157,3 +159,34 @@ def test_sandbox_dies_with_a_killed_host(tmp_path):
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                kids = []
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def test_stopped_zygote_costs_a_step_its_own_timeout_only():
+    with Runtime(timeout=2) as rt:
+        rt.reset()
+        zygote = next(p for p in [rt._proc.pid, *_descendants(rt._proc.pid)]
+                      if "zygote_main" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(zygote, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            result = rt.run("while True:\n    pass")
+            elapsed = time.monotonic() - t0
+            assert result.error_type == "Timeout"
+            assert elapsed < 30, elapsed  # was 2 s + start_timeout (120 s) before the fix
+            assert rt.run("print(1 + 1)").output.strip() == "2"
+        finally:
+            os.kill(zygote, signal.SIGKILL)
