@@ -72,7 +72,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         self,
         modality: str = "image",
         families: str | list[str] | None = None,
-        dataset: str | os.PathLike[str] | None = None,
+        dataset: str | os.PathLike[str] | list[DatasetRow] | None = None,
         split: str = "train",
         difficulty: int | list[int] | None = None,
         max_turns: int = 5,
@@ -120,7 +120,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         if dataset is not None:
             if families is not None:
                 raise ValueError("give either families or dataset, not both")
-            rows = load_dataset(dataset)
+            rows = list(dataset) if isinstance(dataset, list) else load_dataset(dataset)
             self.dataset = [r for r in rows if r.modality == modality]
             if not self.dataset:
                 raise ValueError(f"{dataset}: no {modality} rows in the dataset")
@@ -176,6 +176,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        self.task = None  # a failed reset leaves no half-started episode behind
         task = self._draw_task(seed, options)
         if task.modality != self.modality:
             raise ValueError(f"task {task.task_id} is a {task.modality} task in a {self.modality} environment")
