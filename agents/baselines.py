@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from pyvision_gym.visual_tokens import VisualTokenCounter
-
+from pyvision_gym.envs import all_families
 from pyvision_gym.rollout.agent import Agent, Episode
+from pyvision_gym.visual_tokens import VisualTokenCounter
 
 __all__ = [
     "DirectAgent",
@@ -231,8 +231,6 @@ class ExpertAgent(Agent):
         if task is None:
             raise ValueError(f"expert agent: episode {ep.episode_id} carries no task; the expert is privileged and needs Episode.task")
         if self._families is None:
-            from pyvision_gym.envs import all_families
-
             self._families = all_families()
         fam = self._families.get(task.family)
         if fam is None or fam.modality != task.modality or "data_source" in (task.metadata or {}):

@@ -33,7 +33,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .vlm_backends import Backend, HFBackend, SamplingConfig
+from PIL import Image, UnidentifiedImageError
+
+from pyvision_gym.agents.backends.base import Backend
+from pyvision_gym.agents.backends.transformers_backend import HFBackend
+from pyvision_gym.agents.chat import SamplingConfig
 
 MAX_BODY_BYTES = 64 * 2**20
 DEFAULT_MAX_TOKENS = 1024
@@ -122,8 +126,6 @@ class ChatService:
 
 # ----------------------------------------------------------------------------- request parsing
 def _decode_image(url: str) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
     if not url.startswith("data:"):
         raise RequestError("only data: image URLs are accepted (this server fetches nothing)")
     header, sep, data = url.partition(",")

@@ -10,11 +10,10 @@ The episode becomes a Qwen2.5-VL-style chat (the same messages for every backend
   images, ``Image Result:\\n`` and each image as ``<image_clue_k>`` image ``</image_clue_k>``,
   then ``</interpreter>`` (``k`` counts images over the whole episode).
 
-Messages are plain dicts, ``{"role": ..., "content": [part, ...]}`` with parts
-``{"type": "text", "text": ...}`` and ``{"type": "image", "image": PIL.Image}``; the backends
-(``agents.vlm_backends``) render them with the model's chat template or send them to an
-OpenAI-compatible endpoint. Generation stops at ``</code>`` or ``</answer>``; the stop string is
-kept in the returned action, so the environment sees a complete tag.
+Messages are the plain dicts of :mod:`pyvision_gym.agents.chat`; the backends
+(:mod:`pyvision_gym.agents.backends`) render them with the model's chat template or send them
+to an OpenAI-compatible endpoint. Generation stops at ``</code>`` or ``</answer>``; the stop
+string is kept in the returned action, so the environment sees a complete tag.
 """
 
 from __future__ import annotations
@@ -22,77 +21,33 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
+from pyvision_gym.agents.backends import BACKENDS, Backend
+from pyvision_gym.agents.chat import (
+    STOP_STRINGS,
+    Generation,
+    Message,
+    SamplingConfig,
+    image_part,
+    merge_text,
+    text_part,
+    to_pil,
+    truncate_at_stop,
+)
+from pyvision_gym.plugins import load
 from pyvision_gym.rollout.agent import Agent, Episode, Observation
+
+__all__ = ["SYSTEM_PROMPT", "VLMAgent", "build_messages", "make_vlm_agent", "tool_output_content"]
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant that answers questions about images and videos. "
     "You may write Python code, which runs in a persistent session whose output comes back to you, "
     "before giving your final answer."
 )
-STOP_STRINGS: tuple[str, ...] = ("</code>", "</answer>")
-BACKENDS = ("hf", "vllm", "openai")
-# Widest aspect ratio Qwen-VL image processors accept (they refuse > 200); thinner strips are padded.
-MAX_ASPECT = 150.0
-
-Message = dict[str, Any]
 
 
-# ----------------------------------------------------------------------------- images
-def to_pil(image: np.ndarray | Image.Image, max_pixels: int | None = None) -> Image.Image:
-    """An RGB PIL image from an H×W(×C) array (or PIL image), at most ``max_pixels`` pixels.
-
-    Larger images are downscaled (aspect kept); strips thinner than 1:``MAX_ASPECT`` are padded
-    with black so that Qwen-VL processors accept them.
-    """
-    if isinstance(image, Image.Image):
-        pil = image.convert("RGB")
-    else:
-        arr = np.asarray(image)
-        if arr.dtype != np.uint8:
-            arr = arr.astype(np.float64)
-            if arr.size and np.nanmax(arr) <= 1.0:
-                arr = arr * 255.0
-            arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[..., 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or 0 in arr.shape:
-            raise ValueError(f"not an image array: shape {arr.shape}")
-        pil = Image.fromarray(arr).convert("RGB")
-    w, h = pil.size
-    if max_pixels and w * h > max_pixels:
-        scale = (max_pixels / (w * h)) ** 0.5
-        pil = pil.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BICUBIC)
-        w, h = pil.size
-    if max(w, h) / min(w, h) > MAX_ASPECT:
-        side = int(np.ceil(max(w, h) / MAX_ASPECT))
-        canvas = Image.new("RGB", (max(w, side), max(h, side)))
-        canvas.paste(pil, (0, 0))
-        pil = canvas
-    return pil
-
-
-def image_data_url(image: np.ndarray | Image.Image, max_pixels: int | None = None) -> str:
-    """A ``data:image/png;base64,...`` URL (how OpenAI-compatible endpoints take images)."""
-    from .vlm_backends import png_base64
-
-    return "data:image/png;base64," + png_base64(to_pil(image, max_pixels))
-
-
-# ----------------------------------------------------------------------------- messages
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text}
-
-
-def image_part(image: Image.Image) -> dict[str, Any]:
-    return {"type": "image", "image": image}
-
-
+# ----------------------------------------------------------------------------- the prompt format
 def _clue_parts(images: Sequence[Any], start: int, max_pixels: int | None) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for k, im in enumerate(images, start):
@@ -107,7 +62,7 @@ def tool_output_content(obs: Observation, first_clue: int, max_pixels: int | Non
         parts.append(text_part("Image Result:\n"))
         parts += _clue_parts(obs.images, first_clue, max_pixels)
     parts.append(text_part("</interpreter>"))
-    return _merge_text(parts)
+    return merge_text(parts)
 
 
 def build_messages(episode: Episode, system_prompt: str | None = SYSTEM_PROMPT, max_pixels: int | None = None) -> list[Message]:
@@ -116,7 +71,7 @@ def build_messages(episode: Episode, system_prompt: str | None = SYSTEM_PROMPT, 
     if system_prompt:
         messages.append({"role": "system", "content": [text_part(system_prompt)]})
     first = _clue_parts(episode.first.images, 0, max_pixels) + [text_part(episode.first.text)]
-    messages.append({"role": "user", "content": _merge_text(first)})
+    messages.append({"role": "user", "content": merge_text(first)})
     clue = len(episode.first.images)
     for action, obs in episode.turns:
         messages.append({"role": "assistant", "content": [text_part(action)]})
@@ -125,92 +80,13 @@ def build_messages(episode: Episode, system_prompt: str | None = SYSTEM_PROMPT, 
     return messages
 
 
-def _merge_text(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Join neighbouring text parts (fewer parts, the same rendered text)."""
-    out: list[dict[str, Any]] = []
-    for p in parts:
-        if p["type"] == "text" and out and out[-1]["type"] == "text":
-            out[-1] = text_part(out[-1]["text"] + p["text"])
-        elif p["type"] != "text" or p["text"]:
-            out.append(p)
-    return out
-
-
-def message_images(messages: Sequence[Message]) -> list[Image.Image]:
-    """Every image in ``messages``, in order."""
-    return [p["image"] for m in messages if not isinstance(m["content"], str) for p in m["content"] if p["type"] == "image"]
-
-
-def messages_to_text(messages: Sequence[Message]) -> str:
-    """A readable dump (images as ``[image WxH]``), for logs and tests."""
-    lines = []
-    for m in messages:
-        content = m["content"]
-        if isinstance(content, str):
-            body = content
-        else:
-            body = "".join(p["text"] if p["type"] == "text" else f"[image {p['image'].size[0]}x{p['image'].size[1]}]" for p in content)
-        lines.append(f"<{m['role']}>\n{body}")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- stop strings
-def truncate_at_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> tuple[str, str | None]:
-    """Cut ``text`` just after the earliest stop string (kept); return (text, matched stop)."""
-    best: tuple[int, str] | None = None
-    for s in stops:
-        if not s:
-            continue
-        i = text.find(s)
-        if i >= 0 and (best is None or i + len(s) < best[0] + len(best[1])):
-            best = (i, s)
-    if best is None:
-        return text, None
-    return text[: best[0] + len(best[1])], best[1]
-
-
-def infer_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> str | None:
-    """Which closing-tag stop string an endpoint that drops the stop string most likely hit.
-
-    For ``</x>``-style stops: the one whose opening ``<x>`` appears last in ``text`` and is not
-    closed after it. ``None`` when no open tag is found (the model ended with EOS instead).
-    """
-    best: tuple[int, str] | None = None
-    for s in stops:
-        if not (s.startswith("</") and s.endswith(">")):
-            continue
-        opener = "<" + s[2:]
-        i = text.rfind(opener)
-        if i >= 0 and s not in text[i:] and (best is None or i > best[0]):
-            best = (i, s)
-    return best[1] if best else None
-
-
-# ----------------------------------------------------------------------------- pinning
-def model_fingerprint(path: str | Path) -> str:
-    """A hash of a model folder: small files (configs, tokenizer) by content, large ones
-    (weights) by name and size, so that results can be pinned to the model without reading
-    gigabytes."""
-    path = Path(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        if rel.startswith(".") or "/." in rel:
-            continue
-        size = f.stat().st_size
-        h.update(f"{rel}\0{size}\0".encode())
-        if size <= 4 * 2**20 and not rel.endswith((".safetensors", ".bin", ".pt", ".pth", ".gguf")):
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()[:16]
-
-
 # ----------------------------------------------------------------------------- the agent
 class VLMAgent(Agent):
     """Turns each episode into chat messages and asks a backend for the next turn's text."""
 
     def __init__(
         self,
-        backend: Any,
+        backend: Backend,
         spec: str = "",
         system_prompt: str | None = SYSTEM_PROMPT,
         max_new_tokens: int = 1024,
@@ -220,8 +96,6 @@ class VLMAgent(Agent):
         seed: int | None = None,
         max_pixels: int | None = None,
     ) -> None:
-        from .vlm_backends import SamplingConfig
-
         self.backend = backend
         self.spec = spec or f"vlm:{backend.name}"
         self.system_prompt = system_prompt
@@ -229,7 +103,7 @@ class VLMAgent(Agent):
             max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p), stop=tuple(stop), seed=seed
         )
         self.max_pixels = max_pixels if max_pixels is not None else backend.max_pixels
-        self.last_generations: list[Any] = []
+        self.last_generations: list[Generation] = []
 
     def messages(self, episode: Episode) -> list[Message]:
         """The chat the backend sees for ``episode``."""
@@ -264,7 +138,8 @@ _AGENT_KEYS = ("system_prompt", "max_new_tokens", "temperature", "top_p", "stop"
 
 
 def make_vlm_agent(backend: str, target: str, **kw: Any) -> VLMAgent:
-    """A :class:`VLMAgent` on ``backend`` ("hf", "vllm" or "openai").
+    """A :class:`VLMAgent` on ``backend`` (a key of :data:`~pyvision_gym.agents.backends.BACKENDS`:
+    "hf", "vllm" or "openai").
 
     ``target`` is a model folder for "hf" / "vllm" and ``URL#MODEL`` for "openai" (e.g.
     ``http://127.0.0.1:8000/v1#tiny``). Keyword arguments go to the agent when they are
@@ -273,18 +148,14 @@ def make_vlm_agent(backend: str, target: str, **kw: Any) -> VLMAgent:
     ``max_batch_size`` for "hf"; ``python`` for "vllm"; ``api_key``, ``timeout``,
     ``concurrency``, ``max_retries`` for "openai").
     """
-    from . import vlm_backends
-
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown VLM backend {backend!r}; known: {', '.join(BACKENDS)}")
     agent_kw = {k: kw.pop(k) for k in _AGENT_KEYS if k in kw}
-    if backend == "hf":
-        be: Any = vlm_backends.HFBackend(target, **kw)
-    elif backend == "vllm":
-        be = vlm_backends.VLLMBackend(target, **kw)
-    elif backend == "openai":
+    args: tuple[str, ...] = (target,)
+    if backend == "openai":
         url, sep, model = target.partition("#")
         if not sep or not model or not url.startswith(("http://", "https://")):
             raise ValueError(f"openai target must be URL#MODEL (e.g. http://127.0.0.1:8000/v1#tiny), got {target!r}")
-        be = vlm_backends.OpenAIBackend(url, model, **kw)
-    else:
-        raise ValueError(f"unknown VLM backend {backend!r}; known: {', '.join(BACKENDS)}")
+        args = (url, model)
+    be = load(BACKENDS[backend])(*args, **kw)
     return VLMAgent(be, spec=f"vlm:{backend}:{target}", **agent_kw)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pyvision_gym.rollout.agent import Agent, Episode, Observation
 from pyvision_gym.agents.baselines import (
     DirectAgent,
     ExpertAgent,
     FullVideoAgent,
     RandomAgent,
+    answer_turn,
     direct_guess,
     prompt_answer_kind,
     prompt_options,
@@ -21,11 +21,8 @@ from pyvision_gym.agents.baselines import (
 from pyvision_gym.agents.registry import AgentSpecError, make_agent
 from pyvision_gym.env import PyVisionEnv
 from pyvision_gym.parsing import parse_action
+from pyvision_gym.rollout.agent import Agent, Episode, Observation
 from pyvision_gym.visual_tokens import VisualTokenCounter, smart_nframes
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ is a repo folder, not an installed package
-    sys.path.insert(0, str(ROOT))
 
 DEMO = {"image": "demo-image-v0", "video": "demo-video-v0"}
 
@@ -36,7 +33,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _suite(modality: str):
-    from pyvision_gym.benchmarks.suites import load_suite
+    from pyvision_gym.evaluation.suites import load_suite
 
     return load_suite(DEMO[modality])
 
@@ -135,7 +132,7 @@ def test_expert_refuses_dataset_and_unprivileged_tasks(envs: dict[str, PyVisionE
 def test_full_video_shows_all_frames_and_costs_about_the_full_video(tmp_path: Path, cache: Path) -> None:
     import re
 
-    from pyvision_gym.evaluation import run_eval
+    from pyvision_gym.evaluation.runner import run_eval
 
     # through the eval runner: it lifts max_images and the runtime's per-call image cap for this agent
     summary = run_eval("full-video", "demo-video-v0", tmp_path, episodes=3, progress=False, batch_size=3, cache_dir=cache)
@@ -187,3 +184,85 @@ def test_registry_vlm_is_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pyvision_gym.agents.vlm", None)  # import fails: missing module
     with pytest.raises(AgentSpecError, match="needs pyvision_gym.agents.vlm"):
         make_agent("vlm:vllm:/models/qwen")
+
+
+# ----------------------------------------------------------------------------- user agents (module:Class specs)
+class EchoAgent(Agent):
+    """A user agent for the registry tests: always answers ``answer``."""
+
+    def __init__(self, answer: str = "A") -> None:
+        self.answer = answer
+
+    def act(self, episodes):
+        return [answer_turn(self.answer) for _ in episodes]
+
+
+def make_echo(answer: str = "B") -> EchoAgent:
+    return EchoAgent(answer)
+
+
+class NotAnAgent:
+    def act(self, episodes):
+        return []
+
+
+def returns_text() -> str:
+    return "not an agent"
+
+
+NOT_CALLABLE = 3
+USER_AGENT = """
+from pyvision_gym.rollout.agent import Agent
+
+
+class Constant(Agent):
+    def __init__(self, text="<answer>7</answer>"):
+        self.text = text
+
+    def act(self, episodes):
+        return [self.text for _ in episodes]
+"""
+
+
+def test_registry_user_agents_by_module_and_name() -> None:
+    me = __name__  # this test module: importable, no dot in its name
+    agent = make_agent(f"{me}:EchoAgent", answer="C")
+    assert isinstance(agent, EchoAgent) and agent.spec == f"{me}:EchoAgent"
+    assert agent.act([_episode("Question: pick one. (A) x (B) y")]) == ["<answer>\\boxed{C}</answer>"]
+    made = make_agent(f"{me}:make_echo")  # a function returning an Agent
+    assert isinstance(made, EchoAgent) and made.answer == "B"
+
+
+def test_registry_user_agent_in_a_dotted_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "pvg_user_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "my_agents.py").write_text(USER_AGENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    agent = make_agent("pvg_user_pkg.my_agents:Constant")
+    assert agent.act([_episode("q"), _episode("q")]) == ["<answer>7</answer>"] * 2
+    assert agent.describe() == {"spec": "pvg_user_pkg.my_agents:Constant"}
+    assert make_agent("pvg_user_pkg.my_agents:Constant", text="x").act([_episode("q")]) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("attr", "why"),
+    [
+        ("NoSuchAgent", "has no attribute 'NoSuchAgent'"),
+        ("NotAnAgent", "not a subclass of pyvision_gym.rollout.agent.Agent"),
+        ("returns_text", "returned a str, not an Agent"),
+        ("NOT_CALLABLE", r"is not an Agent class or a function \(int\)"),
+    ],
+)
+def test_registry_user_agent_errors(attr: str, why: str) -> None:
+    with pytest.raises(AgentSpecError, match=why):
+        make_agent(f"{__name__}:{attr}")
+
+
+def test_registry_user_module_errors() -> None:
+    with pytest.raises(AgentSpecError, match="cannot import module 'no_such_pkg.agents'"):
+        make_agent("no_such_pkg.agents:Agent")
+    with pytest.raises(AgentSpecError, match="name the agent after the module"):
+        make_agent("no_such_pkg.agents:")
+    with pytest.raises(AgentSpecError, match="unknown agent 'no_such_module'"):
+        make_agent("no_such_module:Agent")  # no dot and not importable: not a module spec

@@ -5,27 +5,36 @@ No model is needed here (see test_vlm_backends.py for generation through the bac
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from pyvision_gym.rollout.agent import Episode, Observation
-from pyvision_gym.agents.vlm import (
+import pyvision_gym.agents as agents
+import pyvision_gym.agents.chat as chat
+from pyvision_gym.agents.backends import Backend
+from pyvision_gym.agents.chat import (
     MAX_ASPECT,
     STOP_STRINGS,
-    SYSTEM_PROMPT,
-    VLMAgent,
-    build_messages,
+    Generation,
+    SamplingConfig,
+    finish_generation,
     infer_stop,
-    make_vlm_agent,
     message_images,
     messages_to_text,
     model_fingerprint,
+    scrub_text,
     to_pil,
     truncate_at_stop,
 )
-from pyvision_gym.agents.vlm_backends import Backend, Generation, SamplingConfig, scrub_text
+from pyvision_gym.agents.vlm import SYSTEM_PROMPT, VLMAgent, build_messages, make_vlm_agent
 from pyvision_gym.env import PyVisionEnv
+from pyvision_gym.rollout.agent import Episode, Observation
 
 
 def img(h: int, w: int, value: int = 0) -> np.ndarray:
@@ -173,6 +182,14 @@ def test_infer_stop_for_endpoints_that_drop_it():
     assert infer_stop("<code>closed</code>") is None
 
 
+def test_finish_generation_classifies_the_end():
+    g = finish_generation("ok <code>x</code> more", STOP_STRINGS, ended=False, prompt_tokens=3, completion_tokens=4)
+    assert (g.text, g.finish_reason, g.stop_reason, g.prompt_tokens, g.completion_tokens) == ("ok <code>x</code>", "stop", "</code>", 3, 4)
+    assert finish_generation("eos", STOP_STRINGS, ended=True).finish_reason == "stop"
+    assert finish_generation("cut", STOP_STRINGS, ended=False).finish_reason == "length"
+    assert g.token_ids is None and g.logprobs is None and g.prompt_token_ids is None  # filled by backends that report them
+
+
 def test_scrub_control_tokens():
     assert scrub_text("a <|image_pad|> b <|im_end|>") == "a <| image_pad|> b <| im_end|>"
     assert scrub_text("no markup <| here") == "no markup <| here"
@@ -233,3 +250,29 @@ def test_model_fingerprint_pins_config_and_weights(tmp_path):
     assert b != a
     (tmp_path / "config.json").write_text('{"hidden_size": 256}')
     assert model_fingerprint(tmp_path) not in (a, b)
+
+
+# ----------------------------------------------------------------------------- module layout
+def test_chat_module_imports_nothing_else_from_agents():
+    """chat.py is the shared leaf of the agents package (no import cycles through it)."""
+    tree = ast.parse(pathlib.Path(chat.__file__).read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [n for n in names if n.startswith(".") or n.startswith("pyvision_gym.agents")]
+
+
+def test_agents_import_no_model_library():
+    """The registry, the VLM agent and the server load model libraries only when a backend is built."""
+    code = (
+        "import sys, pyvision_gym.agents.registry, pyvision_gym.agents.vlm, pyvision_gym.agents.serve\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'vllm', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_agents_package_has_one_module_name():
+    init = pathlib.Path(agents.__file__)
+    spec = importlib.util.spec_from_file_location("agents", init, submodule_search_locations=[str(init.parent)])
+    with pytest.raises(ImportError, match="import this package as pyvision_gym.agents"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))

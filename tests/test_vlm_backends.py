@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,22 +19,23 @@ import httpx
 import numpy as np
 import pytest
 
-from pyvision_gym.rollout.agent import Episode, Observation
-from pyvision_gym.agents.serve import start_server
-from pyvision_gym.agents.tiny_vlm import SPECIAL_TOKENS, build_tiny_qwen25vl
-from pyvision_gym.agents.vlm import (
-    build_messages,
+from pyvision_gym.agents.backends import BackendError
+from pyvision_gym.agents.backends import vllm_backend as vllm_backend_module
+from pyvision_gym.agents.backends.openai_backend import OpenAIBackend
+from pyvision_gym.agents.backends.processor import load_processor, render_chat
+from pyvision_gym.agents.backends.vllm_backend import DEFAULT_VLLM_VENV_PYTHON
+from pyvision_gym.agents.chat import (
+    SamplingConfig,
     image_data_url,
-    make_vlm_agent,
+    message_images,
     model_fingerprint,
 )
-from pyvision_gym.agents.vlm_backends import (
-    DEFAULT_VLLM_VENV_PYTHON,
-    BackendError,
-    OpenAIBackend,
-    SamplingConfig,
-)
+from pyvision_gym.agents.serve import start_server
+from pyvision_gym.agents.tiny_model import SPECIAL_TOKENS, build_tiny_qwen25vl, main
+from pyvision_gym.agents.vlm import build_messages, make_vlm_agent
 from pyvision_gym.env import PyVisionEnv
+from pyvision_gym.plugins import load
+from pyvision_gym.rollout.agent import Episode, Observation
 
 TOKENS = 12  # new tokens per turn: enough to exercise decoding, cheap on two shared cores
 
@@ -113,8 +116,6 @@ def run_episodes(agent, envs, n: int, seed0: int = 0):
 def test_tiny_model_builds_saves_and_reloads(tiny_model, tmp_path):
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-    from pyvision_gym.agents.vlm_backends import load_processor
-
     cfg = json.loads((tiny_model / "config.json").read_text())
     assert cfg["model_type"] == "qwen2_5_vl" and cfg["text_config"]["hidden_size"] == 128
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -135,17 +136,28 @@ def test_tiny_model_builds_saves_and_reloads(tiny_model, tmp_path):
     assert sum(p.numel() for p in model.parameters()) < 3_000_000
     ep = Episode("e", "image", first=Observation("Describe.", (np.zeros((100, 140, 3), np.uint8),)))
     msgs = build_messages(ep, max_pixels=proc.image_processor.size["longest_edge"])
-    from pyvision_gym.agents.vlm_backends import conversation_images, render_chat
-
     text = render_chat(msgs, proc.tokenizer, proc.chat_template)
     assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 1
-    batch = proc(text=[text], images=conversation_images(msgs), return_tensors="pt")
+    batch = proc(text=[text], images=message_images(msgs), return_tensors="pt")
     grid = batch["image_grid_thw"][0].tolist()
     # 140x100 → 140x112 (multiples of 28) → 10x8 patches of 14 px → 20 tokens after the 2x2 merge
     assert grid == [1, 8, 10] and int((batch["input_ids"] == cfg["image_token_id"]).sum()) == 20
     logits = model(**batch).logits
     assert logits.shape[-1] == cfg["text_config"]["vocab_size"]
+
+
+def test_tiny_model_command_and_plugin_name(tiny_model, capsys):
+    """``python -m pyvision_gym.agents.tiny_model OUT_DIR`` and the CLI's plugin string."""
+    assert main([str(tiny_model)]) == tiny_model  # cached: returns at once
+    assert capsys.readouterr().out.strip() == str(tiny_model)
+    assert load("pyvision_gym.agents.tiny_model:build_tiny_qwen25vl") is build_tiny_qwen25vl
+    with pytest.raises(SystemExit):
+        main([str(tiny_model), "--set", "depth=3"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvision_gym.agents.tiny_model", str(tiny_model)], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == str(tiny_model)
 
 
 # ----------------------------------------------------------------------------- (a) transformers
@@ -418,28 +430,43 @@ def test_vllm_agent_plays_a_real_episode(tiny_model, hf_agent, episode, envs):
 
 
 def test_vllm_backend_reports_why_it_cannot_run(tiny_model, monkeypatch, tmp_path):
-    from pyvision_gym.agents import vlm_backends
-
     if importlib.util.find_spec("vllm") is None:  # no vLLM here and no venv: a clear error, not a crash
-        monkeypatch.setattr(vlm_backends, "DEFAULT_VLLM_VENV_PYTHON", tmp_path / "missing" / "python")
+        monkeypatch.setattr(vllm_backend_module, "DEFAULT_VLLM_VENV_PYTHON", tmp_path / "missing" / "python")
         monkeypatch.delenv("PYVISION_VLLM_PYTHON", raising=False)
         with pytest.raises(BackendError, match="vLLM is not installed"):
-            vlm_backends.VLLMBackend(tiny_model)
+            vllm_backend_module.VLLMBackend(tiny_model)
     # a worker interpreter that dies at start-up: the error says so (and no process is left behind)
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\necho 'no vllm in this interpreter' >&2\nexit 3\n")
     fake.chmod(0o755)
     with pytest.raises(BackendError, match=r"(?s)exited \(code 3\).*no vllm in this interpreter"):
-        vlm_backends.VLLMBackend(tiny_model, python=fake, startup_timeout=30)
+        vllm_backend_module.VLLMBackend(tiny_model, python=fake, startup_timeout=30)
 
 
 VLLM_IN_PROCESS_SCRIPT = """
-import json, sys
-sys.path.insert(0, sys.argv[1])  # this checkout's agents/ package, imported as plain `agents`
+import importlib.util, json, sys, types
+from pathlib import Path
+
+
+def mount(root):
+    # The vLLM venv (older transformers) need not have this package installed: serve this
+    # checkout's pyvision_gym (without its __init__, which registers gym ids) and agents/ as
+    # pyvision_gym.agents, the one name the agents package accepts.
+    core = types.ModuleType("pyvision_gym")
+    core.__path__ = [str(root / "pyvision_gym")]
+    sys.modules["pyvision_gym"] = core
+    init = root / "agents" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("pyvision_gym.agents", init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
 if __name__ == "__main__":
+    mount(Path(sys.argv[1]))
     import numpy as np
+    from pyvision_gym.agents.vlm import make_vlm_agent
     from pyvision_gym.rollout.agent import Episode, Observation
-    from agents.vlm import make_vlm_agent
 
     agent = make_vlm_agent("vllm", sys.argv[2], max_new_tokens=8, max_model_len=4096, limit_mm_per_prompt={"image": 2, "video": 0})
     eps = [
@@ -456,9 +483,6 @@ if __name__ == "__main__":
 @pytest.mark.slow
 def test_vllm_in_process_mode_inside_its_venv(tiny_model, hf_agent, tmp_path):
     """Where vLLM lives in its own venv, run the backend in-process there (a tiny script)."""
-    import subprocess
-    import sys
-
     import pyvision_gym.agents.vlm as vlm_module
 
     if importlib.util.find_spec("vllm") is not None:

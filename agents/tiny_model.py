@@ -1,49 +1,50 @@
-"""A tiny, randomly initialised Qwen2.5-VL built entirely on this machine (no hub downloads).
+"""A tiny, randomly initialised Qwen2.5-VL, built entirely on this machine (no hub downloads).
 
-``build_tiny_qwen25vl(path)`` writes a folder that loads like a real Qwen2.5-VL checkpoint:
+``build_tiny_qwen25vl(path)`` (or ``python -m pyvision_gym.agents.tiny_model OUT_DIR``, or
+``pyvision-gym tiny-model OUT_DIR``) writes a folder that loads like a real Qwen2.5-VL
+checkpoint, through transformers, vLLM and ``pyvision-gym serve`` alike:
 
-- ``config.json`` + ``model.safetensors``: a 2-layer Qwen2.5-VL (hidden 128, vision depth 2,
-  about 1.6 M parameters) with random weights;
-- a byte-level BPE tokenizer trained here, in a second, on a procedurally generated corpus of
-  English, Python and the agent's tags, with Qwen's control tokens (``<|im_start|>``,
-  ``<|vision_start|>``, ``<|image_pad|>``, ...) as special tokens;
-- ``preprocessor_config.json`` (Qwen2-VL image processor, with small pixel limits so that CPU
-  tests stay fast) and a Qwen-style chat template;
+- ``config.json`` + ``model.safetensors``: a Qwen2.5-VL with **random weights** — 2 decoder
+  layers (hidden size 128, 4 attention heads, 2 KV heads, MLP 256), a 2-block vision tower
+  (hidden 64, patch 14, 2×2 merge): about 1.6 M parameters, a 6 MB file;
+- a byte-level BPE tokenizer (**4,096 tokens**, embedding rounded up to a multiple of 64)
+  trained here in a second on a procedurally generated corpus of English, Python and the
+  agent's tags (``<code>``, ``<answer>``, ``<interpreter>``), with Qwen's control tokens
+  (``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``, ``<|vision_start|>``,
+  ``<|image_pad|>``, ...) as special tokens 0–7;
+- ``preprocessor_config.json``: the Qwen2-VL image processor with small pixel limits (at most
+  256 visual tokens per image) so that CPU runs stay fast; a Qwen-style chat template;
 - ``processor_config.json`` naming the stock ``Qwen2_5_VLProcessor``, so the folder has the
   layout of a real checkpoint. That processor cannot be built without torchvision (its video
-  half needs it): ``agents.vlm_backends.load_processor`` builds the image-only subclass
-  (``image_only_processor_class``) from the folder instead, and the vLLM backend patches its
-  worker interpreter (``agents.vlm_backends.VLLM_SHIM``).
+  half needs it): :func:`pyvision_gym.agents.backends.processor.load_processor` builds an
+  image-only subclass from the folder instead, and the vLLM backend patches its worker
+  interpreter (``agents/backends/vllm_shim.py``).
 
-The folder is cached: a second call with the same build parameters returns at once (the
-parameters and their hash are stored in ``tiny_build.json``).
+Every size is a keyword override (see :data:`DEFAULTS`); the build is deterministic in
+``seed`` and cached: a second call with the same parameters returns at once (the parameters
+and their hash are stored in ``tiny_build.json``).
 
-Random weights produce gibberish: the model exists to exercise the plumbing (message
-construction, batching, stop strings, backends, server) for real, not to solve tasks.
+What it is for: random weights write gibberish, so the model does not solve tasks; it makes
+the whole pipeline run for real where no checkpoint can be downloaded — CPU tests of message
+construction, batching, stop strings, backends and the server; the RL trainer's default
+policy (small enough to train on a laptop CPU); and demos.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# The processor that loads this folder without torchvision (re-exported for convenience).
-from .vlm_backends import QWEN_CONTROL_TOKENS, image_only_processor_class, load_processor
+from pyvision_gym.agents.chat import QWEN_CONTROL_TOKENS
 
-__all__ = [
-    "CHAT_TEMPLATE",
-    "DEFAULTS",
-    "SPECIAL_TOKENS",
-    "build_tiny_qwen25vl",
-    "build_tiny_tokenizer",
-    "image_only_processor_class",
-    "load_processor",
-]
+__all__ = ["CHAT_TEMPLATE", "DEFAULTS", "SPECIAL_TOKENS", "build_tiny_qwen25vl", "build_tiny_tokenizer", "main"]
 
 BUILD_VERSION = 2
 BUILD_FILE = "tiny_build.json"
@@ -167,7 +168,7 @@ def _is_built(path: Path, params: dict[str, Any]) -> bool:
     return stored.get("hash") == params["hash"] and all((path / f).is_file() for f in needed)
 
 
-def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 4096):
+def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 4096) -> Any:
     """A byte-level BPE trained on :func:`_corpus`, wrapped as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -195,31 +196,16 @@ def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 4096):
     )
 
 
-def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **overrides: Any) -> Path:
-    """Build (or reuse) a tiny random Qwen2.5-VL folder at ``path``; return the path.
+def _qwen25vl_config(params: dict[str, Any], ids: dict[str, int], vocab: int) -> Any:
+    """The ``Qwen2_5_VLConfig`` for ``params``, with the tokenizer's special-token ids."""
+    from transformers import Qwen2_5_VLConfig
 
-    ``overrides`` change entries of :data:`DEFAULTS` (sizes, pixel limits). The build is
-    skipped when ``path`` already holds a model built with the same parameters, unless
-    ``force``. The folder is written to a temporary sibling and renamed, so an interrupted
-    build never leaves a half-written model that looks complete.
-    """
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    path = Path(path)
-    params = _params(seed, overrides)
-    if not force and _is_built(path, params):
-        return path
-
-    tokenizer = build_tiny_tokenizer(seed, params["vocab_size"])
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    vocab = -(-len(tokenizer) // 64) * 64
     heads = params["num_attention_heads"]
     half_head = params["hidden_size"] // heads // 2
     # M-RoPE splits each head's rotary half into (time, height, width) sections.
     section = [half_head - 2 * (half_head * 3 // 8), half_head * 3 // 8, half_head * 3 // 8]
-    config = Qwen2_5_VLConfig(
+    token_ids = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]}
+    return Qwen2_5_VLConfig(
         text_config={
             "vocab_size": vocab,
             "hidden_size": params["hidden_size"],
@@ -229,9 +215,7 @@ def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **
             "num_key_value_heads": params["num_key_value_heads"],
             "max_position_embeddings": params["max_position_embeddings"],
             "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": section},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
+            **token_ids,
             "tie_word_embeddings": False,
         },
         vision_config={
@@ -250,31 +234,57 @@ def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
+        **token_ids,
         tie_word_embeddings=False,
     )
+
+
+def _write_folder(folder: Path, params: dict[str, Any], seed: int) -> None:
+    """Build the model, tokenizer and processor for ``params`` and save them in ``folder``."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tokenizer = build_tiny_tokenizer(seed, params["vocab_size"])
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = _qwen25vl_config(params, ids, vocab=-(-len(tokenizer) // 64) * 64)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.bos_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
-
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=params["min_pixels"], max_pixels=params["max_pixels"], patch_size=14, merge_size=2, temporal_patch_size=2
     )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}, indent=2))
+    (folder / BUILD_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
 
+
+def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **overrides: Any) -> Path:
+    """Build (or reuse) a tiny random Qwen2.5-VL folder at ``path``; return the path.
+
+    ``overrides`` change entries of :data:`DEFAULTS` (sizes, pixel limits). The build is
+    skipped when ``path`` already holds a model built with the same parameters, unless
+    ``force``. The folder is written to a temporary sibling and renamed, so an interrupted
+    build never leaves a half-written model that looks complete.
+    """
+    path = Path(path)
+    params = _params(seed, overrides)
+    if not force and _is_built(path, params):
+        return path
     tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    image_processor.save_pretrained(tmp)
-    (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    (tmp / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}, indent=2))
-    (tmp / BUILD_FILE).write_text(json.dumps(params, indent=2, sort_keys=True))
+    try:
+        _write_folder(tmp, params, seed)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if not force and _is_built(path, params):  # another process finished the same build first
         shutil.rmtree(tmp)
         return path
@@ -284,7 +294,28 @@ def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **
     return path
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use
-    import sys
+def _override(text: str) -> tuple[str, int]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in DEFAULTS:
+        raise argparse.ArgumentTypeError(f"expected KEY=INT with KEY one of {', '.join(DEFAULTS)}, got {text!r}")
+    try:
+        return key, int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key} needs an integer, got {value!r}") from None
 
-    print(build_tiny_qwen25vl(sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen25vl"))
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """``python -m pyvision_gym.agents.tiny_model OUT_DIR [--seed N] [--force] [--set KEY=INT]``."""
+    parser = argparse.ArgumentParser(prog="python -m pyvision_gym.agents.tiny_model", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="the model folder to write")
+    parser.add_argument("--seed", type=int, default=0, help="weights and tokenizer seed (default 0)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the folder is up to date")
+    parser.add_argument("--set", dest="overrides", type=_override, action="append", default=[], metavar="KEY=INT", help="override a size")
+    args = parser.parse_args(argv)
+    path = build_tiny_qwen25vl(args.out_dir, seed=args.seed, force=args.force, **dict(args.overrides))
+    print(path)
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in the tests
+    main()
