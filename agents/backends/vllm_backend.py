@@ -39,8 +39,9 @@ from pyvision_gym.agents.chat import (
 
 __all__ = ["DEFAULT_VLLM_VENV_PYTHON", "VLLM_SHIM", "VLLMBackend", "default_vllm_engine_kwargs", "write_vllm_shim"]
 
-# The project's own vLLM venv (in a source checkout: <checkout>/.cache/vllm-venv).
-DEFAULT_VLLM_VENV_PYTHON = Path(__file__).resolve().parents[2] / ".cache" / "vllm-venv" / "bin" / "python"
+# `make vllm` builds this venv in the working directory; installed code never looks inside the
+# source checkout (set PYVISION_VLLM_PYTHON to use a venv elsewhere).
+DEFAULT_VLLM_VENV_PYTHON = Path(".cache") / "vllm-venv" / "bin" / "python"
 _SHIM_FILE = Path(__file__).with_name("vllm_shim.py")
 _WORKER_FILE = Path(__file__).resolve().with_name("vllm_worker.py")
 #: The ``sitecustomize`` that lets vLLM run Qwen-VL models without torchvision (see ``vllm_shim.py``).
@@ -119,7 +120,7 @@ class VLLMBackend(Backend):
     @staticmethod
     def _venv_python() -> str:
         """``$PYVISION_VLLM_PYTHON`` or the project's vLLM venv; a clear error when neither exists."""
-        python = os.environ.get("PYVISION_VLLM_PYTHON") or (str(DEFAULT_VLLM_VENV_PYTHON) if DEFAULT_VLLM_VENV_PYTHON.exists() else None)
+        python = os.environ.get("PYVISION_VLLM_PYTHON") or (str(DEFAULT_VLLM_VENV_PYTHON.resolve()) if DEFAULT_VLLM_VENV_PYTHON.exists() else None)
         if python is None:
             raise BackendError(
                 "vLLM is not installed: `import vllm` fails in this interpreter and no vLLM venv was given "
