@@ -16,6 +16,7 @@ The episode contract (the public API; the README documents it):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from PIL import Image, ImageDraw, ImageFont
 
-from . import prompts
+from . import (
+    prompts,
+    vector,  # noqa: F401 - shared-memory layouts for AsyncVectorEnv
+)
 from .datasets import DatasetRow, load_dataset, row_to_task
 from .envs import families_for
 from .parsing import format_help, parse_action
@@ -67,6 +72,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
     """Image or video reasoning tasks solved by writing code (see module docstring)."""
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 1}
+    _spec: EnvSpec | None = None
 
     def __init__(
         self,
@@ -147,6 +153,18 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         self.transcript: list[TurnRecord] = []
         self.prompt: str = ""
         self._reset_counters()
+
+    # ------------------------------------------------------------------ spec
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The registration spec, whose ``max_episode_steps`` always equals ``max_turns``."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: EnvSpec | None) -> None:
+        # The env truncates at max_turns itself (what a TimeLimit would do), so the ids are
+        # registered without one and the spec reports max_turns to libraries that read it.
+        self._spec = None if spec is None else dataclasses.replace(spec, max_episode_steps=self.max_turns)
 
     # ------------------------------------------------------------------ tasks
     def _draw_task(self, seed: int | None, options: dict[str, Any] | None):

@@ -14,8 +14,19 @@ from gymnasium import spaces
 FULL_CHARSET: str = "\t\n\r" + "".join(chr(c) for c in range(32, 0xD800)) + "".join(chr(c) for c in range(0xE000, 0xFFFE))
 
 
-def text_space(max_length: int) -> spaces.Text:
-    return spaces.Text(max_length=max_length, min_length=0, charset=FULL_CHARSET)
+class UnicodeText(spaces.Text):
+    """Gymnasium's ``Text`` over :data:`FULL_CHARSET`, with a ``repr`` that does not print the
+    63,000-character charset (and its own shared-memory layout, see :mod:`pyvision_gym.vector`)."""
+
+    def __init__(self, max_length: int, seed: int | np.random.Generator | None = None) -> None:
+        super().__init__(max_length=max_length, min_length=0, charset=FULL_CHARSET, seed=seed)
+
+    def __repr__(self) -> str:
+        return f"UnicodeText(max_length={self.max_length})"
+
+
+def text_space(max_length: int) -> UnicodeText:
+    return UnicodeText(max_length=max_length)
 
 
 class ImageSequence(spaces.Space[tuple]):
