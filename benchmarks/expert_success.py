@@ -19,6 +19,7 @@ import gymnasium as gym
 from tqdm import tqdm
 
 import pyvision_gym
+from pyvision_gym.env import default_cache_dir
 from pyvision_gym.envs import all_families
 
 
@@ -78,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="episodes per family and difficulty")
     ap.add_argument("--families", nargs="*", default=None)
-    ap.add_argument("--cache", type=Path, default=Path(".cache/expert-success"))
+    ap.add_argument("--cache", type=Path, default=default_cache_dir() / "expert-success")
     ap.add_argument("--json", type=Path, default=Path("benchmarks/results/expert_success.json"))
     args = ap.parse_args()
     fams = all_families()

@@ -23,9 +23,9 @@ def demo(
     run_demo(timeout=3.0)
     if runtime_only:
         return
-    from .benchmarks.leaderboard import build_leaderboard
-    from .evaluation import run_eval
-    from .viewer import write_viewer
+    from .evaluation.leaderboard import build_leaderboard
+    from .evaluation.runner import run_eval
+    from .evaluation.viewer import write_viewer
 
     run_dirs = []
     for suite in DEMO_SUITES:
@@ -52,7 +52,7 @@ def eval_(
     view: bool = typer.Option(True, help="Also write the trajectory viewer (viewer.html)."),
 ) -> None:
     """Evaluate an agent on a suite: episodes.jsonl, summary.json (and viewer.html)."""
-    from .evaluation import run_eval
+    from .evaluation.runner import run_eval
 
     run_dir = out or Path("runs") / Path(suite).stem / agent.replace(":", "_").replace("/", "_").replace("#", "_")
     summary = run_eval(agent, suite, run_dir, episodes=episodes, workers=workers, use_ray=ray)
@@ -64,7 +64,7 @@ def eval_(
     )
     typer.echo(f"wrote {run_dir / 'episodes.jsonl'} and {run_dir / 'summary.json'}")
     if view:
-        from .viewer import write_viewer
+        from .evaluation.viewer import write_viewer
 
         typer.echo(f"viewer: {write_viewer(run_dir / 'episodes.jsonl')}")
 
@@ -75,7 +75,7 @@ def leaderboard(
     out: Path = typer.Option(Path("runs/leaderboard"), help="Output folder for leaderboard.md / leaderboard.html."),
 ) -> None:
     """Build the Markdown and HTML leaderboard; refuses runs on a different suite hash."""
-    from .benchmarks.leaderboard import LeaderboardError, build_leaderboard
+    from .evaluation.leaderboard import LeaderboardError, build_leaderboard
 
     try:
         result = build_leaderboard(runs, out)
@@ -94,7 +94,7 @@ def view(
     max_episodes: int | None = typer.Option(None),
 ) -> None:
     """Write the static HTML trajectory viewer for a run."""
-    from .viewer import write_viewer
+    from .evaluation.viewer import write_viewer
 
     typer.echo(str(write_viewer(results, out, max_episodes=max_episodes, embed_images=embed)))
 

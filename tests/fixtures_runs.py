@@ -248,7 +248,7 @@ def summarize(rows: list[dict[str, Any]], suite: dict[str, Any], agent: str, wal
 
 
 def summarize_runner_layout(rows: list[dict[str, Any]], suite: dict[str, Any], agent: str) -> dict[str, Any]:
-    """The same numbers in the layout of ``pyvision_gym.evaluation.summarize`` (hand-written here):
+    """The same numbers in the layout of ``pyvision_gym.evaluation.statistics.summarize`` (hand-written here):
     ``accuracy`` = ``{n, correct, accuracy, ci95}``, top-level ``per_family``, full-video tokens
     inside ``visual_tokens``, ``wall_s`` a dict, the version under ``versions``."""
     doc = summarize(rows, suite, agent)

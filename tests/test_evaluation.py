@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
-from pyvision_gym.rollout.agent import Agent, Episode
 from pyvision_gym.agents.baselines import DirectAgent
-from pyvision_gym.benchmarks.suites import load_suite
-from pyvision_gym.evaluation import ROW_FIELDS, run_eval, summarize, wilson_interval
-
-ROOT = Path(__file__).resolve().parents[1]
+from pyvision_gym.evaluation.runner import ROW_FIELDS, run_eval
+from pyvision_gym.evaluation.statistics import summarize, wilson_interval
+from pyvision_gym.evaluation.suites import Suite, SuiteMismatchError, load_suite
+from pyvision_gym.rollout.agent import Agent, Episode
 
 SUMMARY_KEYS = {
     "suite", "agent", "episodes", "completed", "missing", "unfinished", "accuracy", "per_family",
@@ -59,8 +59,6 @@ def test_files_and_fields(expert_image: tuple[Path, dict, dict]) -> None:
         for t in r["transcript"]:
             assert set(t) == {"turn", "action", "observation", "images"}
             for rel in t["images"]:
-                from PIL import Image
-
                 with Image.open(out / rel) as im:
                     assert max(im.size) <= 768
     saved = json.loads((out / "summary.json").read_text())
@@ -133,9 +131,6 @@ def test_agent_errors_count_as_wrong(tmp_path: Path, cache: Path) -> None:
 
 
 def test_suite_mismatch_stops_the_run(tmp_path: Path, cache: Path) -> None:
-    from pyvision_gym.benchmarks.suites import Suite
-    from pyvision_gym.evaluation import SuiteMismatchError
-
     s = load_suite("demo-image-v0")
     tasks = [dict(t) for t in s.tasks[:1]]
     tasks[0]["seed"] += 1  # the frozen hash no longer matches what is generated

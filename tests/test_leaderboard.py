@@ -15,14 +15,13 @@ import pytest
 from fixtures_runs import chromium, keep_screenshot, parse_dom, pixel_stats, select, write_run
 from PIL import Image
 
-from pyvision_gym.benchmarks.leaderboard import (
+from pyvision_gym.evaluation.leaderboard import (
     LeaderboardError,
     SuiteHashMismatch,
     build_leaderboard,
     main,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 IMG_SUITE, VID_SUITE = "fixture-image-mini", "fixture-video-mini"
 IMG_HASH, VID_HASH = "a1b2c3d4e5f60718", "ffee001122334455"
 
@@ -183,10 +182,10 @@ def test_cli(runs: dict[str, Path], suites_dir: Path, tmp_path: Path, capsys: py
     assert main([str(runs["oracle"]), "--out", str(tmp_path / "o"), "--expect", f"{IMG_SUITE}=nope"]) == 2
     err = capsys.readouterr().err
     assert "error: refusing" in err and "nope" in err and IMG_HASH in err
-    # the module entry point, as documented
+    # the module entry point, as documented, from outside the checkout
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.leaderboard", str(runs["v-qwen"]), "--out", str(tmp_path / "m"), "--suites-dir", str(suites_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "pyvision_gym.evaluation.leaderboard", str(runs["v-qwen"]), "--out", str(tmp_path / "m"), "--suites-dir", str(suites_dir)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "| 1 | vllm:Qwen/Qwen2.5-VL-7B\\|t=0 |" in proc.stdout

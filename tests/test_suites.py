@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyvision_gym.benchmarks.suites import (
+from pyvision_gym.agents.baselines import ExpertAgent
+from pyvision_gym.datasets import load_dataset, row_to_task
+from pyvision_gym.env import SPLIT_OFFSETS
+from pyvision_gym.envs import families_for
+from pyvision_gym.evaluation.runner import run_eval
+from pyvision_gym.evaluation.suites import (
     SuiteError,
     SuiteMismatchError,
     compute_suite_hash,
@@ -19,10 +24,7 @@ from pyvision_gym.benchmarks.suites import (
     suite_tasks,
     verify_suite,
 )
-from pyvision_gym.env import SPLIT_OFFSETS
-from pyvision_gym.envs import families_for
-
-ROOT = Path(__file__).resolve().parents[1]
+from pyvision_gym.rollout.agent import Episode, Observation
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +98,12 @@ def test_unknown_suite() -> None:
 
 def test_dataset_suite(tmp_path: Path, cache: Path) -> None:
     rng = np.random.default_rng(0)
+    ds = tmp_path / "data" / "toy.json"  # the suite file refers to it relative to itself
+    ds.parent.mkdir()
     rows = []
     for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(ds.parent / f"im{i}.png")
         rows.append({"id": f"q{i}", "question": f"What is {i}? (A) x (B) y", "answer": "A", "image_path": f"im{i}.png", "data_source": "toy"})
-    ds = tmp_path / "data" / "toy.json"
-    ds.parent.mkdir()
-    for r in rows:
-        r["image_path"] = "../" + r["image_path"]
     ds.write_text(json.dumps(rows))
     out = tmp_path / "suites" / "toy-v0.json"
     assert "wrote 3 tasks" in freeze_dataset("toy-v0", ds, "image", out)
@@ -112,7 +112,7 @@ def test_dataset_suite(tmp_path: Path, cache: Path) -> None:
     assert [t["index"] for t in s.tasks] == [0, 1, 2] and s.families == ["toy"]
     assert verify_suite(s, cache) == s.hash
     assert "unchanged" in freeze_dataset("toy-v0", ds, "image", out)
-    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "im1.png")  # the data changed
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(ds.parent / "im1.png")  # the data changed
     with pytest.raises(SuiteMismatchError, match="q1"):
         verify_suite(s, cache)
     with pytest.raises(SuiteError, match="never rewritten"):
@@ -120,11 +120,6 @@ def test_dataset_suite(tmp_path: Path, cache: Path) -> None:
 
 
 def test_eval_on_dataset_suite(tmp_path: Path, cache: Path) -> None:
-    from pyvision_gym.rollout.agent import Episode, Observation
-    from pyvision_gym.agents.baselines import ExpertAgent
-    from pyvision_gym.datasets import load_dataset, row_to_task
-    from pyvision_gym.evaluation import run_eval
-
     Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(tmp_path / "im.png")
     ds = tmp_path / "toy.json"
     ds.write_text(json.dumps([{"id": f"q{i}", "question": "Pick one. (A) x (B) y", "answer": "AB"[i], "image_path": "im.png"} for i in range(2)]))

@@ -18,7 +18,7 @@ from fixtures_runs import (
     write_run,
 )
 
-from pyvision_gym.viewer import CodeBlock, error_lines, main, split_action, write_viewer
+from pyvision_gym.evaluation.viewer import CodeBlock, error_lines, main, split_action, write_viewer
 
 
 def _rows(run: Path) -> list[dict]:

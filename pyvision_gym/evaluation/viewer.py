@@ -1,6 +1,6 @@
 """A static HTML viewer for an eval run's episodes (``episodes.jsonl``).
 
-    python -m pyvision_gym.viewer RUN_DIR [--out viewer.html] [--embed] [--max-episodes N]
+    python -m pyvision_gym.evaluation.viewer RUN_DIR [--out viewer.html] [--embed] [--max-episodes N]
 
 One self-contained page (CSS and JS inline, no network): a summary of the run (from
 ``summary.json`` when it sits beside the episodes), a filter bar (family / verdict / end
@@ -31,25 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
+from PIL import Image
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from . import __version__
-from .parsing import parse_action
+from pyvision_gym.parsing import parse_action
 
-__all__ = [
-    "TEMPLATES_DIR",
-    "CodeBlock",
-    "error_lines",
-    "normalize_summary",
-    "split_action",
-    "template_environment",
-    "write_viewer",
-]
+from .pages import template_environment
+from .statistics import normalize_summary
 
-TEMPLATES_DIR = Path(__file__).with_name("templates")
+__all__ = ["CodeBlock", "error_lines", "main", "split_action", "write_viewer"]
 
 # A closed code block: <code> [```python] ... [```] </code>, or a bare ```python fence.
 _CODE_BLOCK_RE = re.compile(
@@ -73,19 +65,6 @@ _ROW_FIELDS = (
     "end_reason", "error", "visual_tokens", "visual_tokens_full_video", "wall_s",
 )
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
-
-
-def template_environment() -> jinja2.Environment:
-    """The jinja2 environment for the package's HTML templates (autoescaping on)."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals["version"] = __version__
-    return env
 
 
 # ----------------------------------------------------------------------------- text helpers
@@ -252,8 +231,6 @@ class _ImageResolver:
             return ImageView(rel_s, None, None, missing_reason="file not found")
         size = ""
         try:
-            from PIL import Image
-
             with Image.open(path) as im:
                 size = f"{im.width}×{im.height}"
         except Exception:  # noqa: BLE001 - a broken image still gets a tile; the browser decides
@@ -311,70 +288,6 @@ def _read_jsonl(path: Path, limit: int | None) -> tuple[list[dict[str, Any]], li
             if limit is None or len(rows) < limit:
                 rows.append(row)
     return rows, notes, total
-
-
-def _num_or_none(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
-def _acc_stats(block: Any) -> dict[str, Any] | None:
-    """``{"mean", "ci95", "n"}`` from an accuracy block that says ``mean`` or ``accuracy``."""
-    if not isinstance(block, dict):
-        return None
-    mean = _num_or_none(block.get("mean"))
-    if mean is None:
-        mean = _num_or_none(block.get("accuracy"))
-    if mean is None:
-        return None
-    ci = block.get("ci95")
-    ok = isinstance(ci, list | tuple) and len(ci) == 2 and all(_num_or_none(v) is not None for v in ci)
-    return {"mean": mean, "ci95": [float(ci[0]), float(ci[1])] if ok else None, "n": block.get("n")}
-
-
-def normalize_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of a ``summary.json`` in one shape, whichever layout it uses.
-
-    Reads both the documented layout (``accuracy.overall`` / ``accuracy.per_family`` with
-    ``mean``, ``visual_tokens_full_video.mean``, ``wall_s`` a number) and the runner's
-    (:func:`pyvision_gym.evaluation.summarize`: ``accuracy`` with ``accuracy``, top-level
-    ``per_family``, ``visual_tokens.full_video_mean``, ``wall_s`` a dict). Returns ``overall``
-    and each ``per_family`` value as ``{"mean", "ci95", "n"}`` (or None), ``mean_turns``,
-    ``mean_tool_calls``, ``zero_tool_call_share``, ``visual_tokens``, ``full_video_tokens``,
-    ``wall_s``, ``episodes``, ``missing`` (tasks without a finished episode),
-    ``package_version`` and ``end_reasons``; absent numbers are None.
-    """
-    acc = summary.get("accuracy")
-    overall = _acc_stats(acc.get("overall") if isinstance(acc, dict) and "overall" in acc else acc)
-    fams = acc.get("per_family") if isinstance(acc, dict) and isinstance(acc.get("per_family"), dict) else summary.get("per_family")
-    per_family = {}
-    for name, block in (fams or {}).items() if isinstance(fams, dict) else ():
-        st = _acc_stats(block)
-        if st is not None:
-            per_family[str(name)] = st
-    vt = summary.get("visual_tokens") if isinstance(summary.get("visual_tokens"), dict) else {}
-    fv = summary.get("visual_tokens_full_video")
-    full = _num_or_none(fv.get("mean")) if isinstance(fv, dict) else _num_or_none(fv)
-    if full is None:
-        full = _num_or_none(vt.get("full_video_mean"))
-    wall = summary.get("wall_s")
-    versions = summary.get("versions") if isinstance(summary.get("versions"), dict) else {}
-    missing = _num_or_none(summary.get("unfinished"))
-    if missing is None:
-        missing = _num_or_none(summary.get("missing"))
-    return {
-        "overall": overall,
-        "per_family": per_family,
-        "mean_turns": _num_or_none(summary.get("mean_turns")),
-        "mean_tool_calls": _num_or_none(summary.get("mean_tool_calls")),
-        "zero_tool_call_share": _num_or_none(summary.get("zero_tool_call_share")),
-        "visual_tokens": _num_or_none(vt.get("mean")),
-        "full_video_tokens": full,
-        "wall_s": _num_or_none(wall.get("episodes_total")) if isinstance(wall, dict) else _num_or_none(wall),
-        "episodes": summary.get("episodes"),
-        "missing": int(missing or 0),
-        "package_version": summary.get("package_version") or versions.get("pyvision_gym"),
-        "end_reasons": summary.get("end_reasons") if isinstance(summary.get("end_reasons"), dict) else {},
-    }
 
 
 def _summary_stats(summary: dict[str, Any]) -> list[tuple[str, str]]:
@@ -488,7 +401,7 @@ def write_viewer(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: write the viewer for one run folder."""
-    ap = argparse.ArgumentParser(prog="python -m pyvision_gym.viewer", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pyvision_gym.evaluation.viewer", description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="run folder (or its episodes.jsonl)")
     ap.add_argument("--out", type=Path, default=None, help="output HTML (default: RUN/viewer.html)")
     ap.add_argument("--embed", action="store_true", help="embed images as base64 (one portable file)")

@@ -1,17 +1,18 @@
 """Frozen evaluation suites: fixed task lists with a content hash.
 
-    python -m benchmarks.suites list
-    python -m benchmarks.suites freeze pvbench-image-v0 [--force]
-    python -m benchmarks.suites freeze my-vstar --dataset data/vstar.json --modality image
-    python -m benchmarks.suites verify pvbench-video-v0
+    python -m pyvision_gym.evaluation.suites list
+    python -m pyvision_gym.evaluation.suites freeze pvbench-image-v0 [--force]
+    python -m pyvision_gym.evaluation.suites freeze my-vstar --dataset data/vstar.json --modality image
+    python -m pyvision_gym.evaluation.suites verify pvbench-video-v0
 
-A suite file (``benchmarks/suites/<name>.json``, format ``pyvision-gym-suite/1``) holds
+A suite file (``<name>.json`` in :data:`SUITES_DIR`, the package data folder
+``pyvision_gym.benchmarks/suites``; format ``pyvision-gym-suite/1``) holds
 the suite's name, version, modality, split, the environment kwargs every episode runs
 with, and its tasks: ``{task_id, family, difficulty, seed, hash}`` for generated tasks
 (``reset(seed=seed)`` on the ``test`` split, i.e. task seed ``SPLIT_OFFSETS["test"] +
 seed``) or ``{task_id, family, index, hash}`` for rows of a dataset file in the PyVision-RL
 format (``dataset``: its path, relative to the suite file). ``hash`` per task is
-:func:`pyvision_gym.evaluation.task_content_hash` (id, question, answer and media bytes:
+:func:`pyvision_gym.evaluation.hashing.task_content_hash` (id, question, answer and media bytes:
 image pixels, mp4 file bytes); the suite ``hash`` is sha256 over the canonical JSON of
 ``{modality, split, env_kwargs}`` followed by every ``task_id:hash`` in order. Both are
 computed once, at freezing, and never rewritten: :func:`verify_suite` regenerates the tasks
@@ -26,12 +27,20 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from pyvision_gym.datasets import DatasetRow, load_dataset, row_to_task
 from pyvision_gym.env import SPLIT_OFFSETS, default_cache_dir
-from pyvision_gym.evaluation import SuiteMismatchError, task_content_hash
+from pyvision_gym.envs import families_for, get_family
+from pyvision_gym.rollout.records import TaskSpec
+
+from .config import SuiteConfig
+from .hashing import task_content_hash
+from .provenance import now, versions
 
 __all__ = [
     "BUILTIN_SUITES",
@@ -46,17 +55,20 @@ __all__ = [
     "freeze",
     "freeze_dataset",
     "load_suite",
+    "parse_suite",
+    "suite_field",
     "suite_tasks",
     "verify_suite",
 ]
 
 FORMAT = "pyvision-gym-suite/1"
-SUITES_DIR = Path(__file__).resolve().parent / "suites"
+# The frozen suite files: package data of pyvision_gym.benchmarks (benchmarks/suites in a checkout).
+SUITES_DIR = Path(str(resources.files("pyvision_gym.benchmarks") / "suites"))
 SPLIT = "test"
 HASH_SCHEME = (
     "sha256 over canonical JSON {modality, split, env_kwargs} then 'task_id:task_hash\\n' per task in order; "
     "task_hash = sha256 over the task's id, question, answer, answer type, options, tolerance, "
-    "image name/mode/size/pixels and mp4 file bytes (pyvision_gym.evaluation.task_content_hash)"
+    "image name/mode/size/pixels and mp4 file bytes (pyvision_gym.evaluation.hashing.task_content_hash)"
 )
 DEFAULT_ENV_KWARGS: dict[str, Any] = {
     "max_turns": 8,
@@ -93,6 +105,10 @@ class SuiteError(ValueError):
     """A suite name or file that cannot be used (unknown, malformed, edited after freezing)."""
 
 
+class SuiteMismatchError(ValueError):
+    """A generated task differs from the suite's frozen per-task hash."""
+
+
 @dataclass
 class Suite:
     """A loaded suite (see the module docstring for the file format)."""
@@ -121,7 +137,27 @@ class Suite:
 
     @property
     def families(self) -> list[str]:
+        """The task families of the suite's tasks, sorted."""
         return sorted({t["family"] for t in self.tasks})
+
+    def task_specs(self) -> list[TaskSpec]:
+        """The tasks as rollout-engine specs, in suite order (``index``: the position)."""
+        return [
+            TaskSpec(
+                task_id=str(t["task_id"]), index=i, family=t.get("family"), difficulty=t.get("difficulty"),
+                seed=t.get("seed"), dataset_row=int(t["index"]) if self.dataset else None,
+            )
+            for i, t in enumerate(self.tasks)
+        ]
+
+    def config(self, cache_dir: str | os.PathLike[str] | None = None) -> SuiteConfig:
+        """How to make this suite's environments (media cached in ``cache_dir``)."""
+        dataset = self.dataset_path
+        return SuiteConfig(
+            modality=self.modality, cache_dir=str(_cache_path(cache_dir)), split=self.split or SPLIT,
+            families=() if dataset else tuple(self.families), dataset=str(dataset) if dataset else None,
+            env_kwargs=dict(self.env_kwargs),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The file's content (key order fixed)."""
@@ -134,6 +170,18 @@ class Suite:
         return out
 
 
+def suite_field(suite: Suite | dict[str, Any], key: str) -> Any:
+    """A field of a loaded suite or of a suite file's parsed JSON (None when absent)."""
+    return suite.get(key) if isinstance(suite, dict) else getattr(suite, key, None)
+
+
+def _cache_path(cache_dir: str | os.PathLike[str] | None) -> Path:
+    """``cache_dir`` (default: the environment's media cache), created."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
 # ---------------------------------------------------------------------- hashing
 def _combine(modality: str, split: str, env_kwargs: dict[str, Any], pairs: list[tuple[str, str]]) -> str:
     h = hashlib.sha256(json.dumps({"modality": modality, "split": split, "env_kwargs": env_kwargs}, sort_keys=True).encode())
@@ -144,14 +192,10 @@ def _combine(modality: str, split: str, env_kwargs: dict[str, Any], pairs: list[
 
 def _generate(suite: Suite, entry: dict[str, Any], cache_dir: Path, rows: list[Any] | None) -> Any:
     if rows is not None:
-        from pyvision_gym.datasets import row_to_task
-
         i = int(entry["index"])
         if not 0 <= i < len(rows):
             raise SuiteError(f"suite {suite.name!r}: task {entry['task_id']!r} has index {i}, but the dataset has {len(rows)} {suite.modality} rows")
         return row_to_task(rows[i], i)
-    from pyvision_gym.envs import get_family
-
     fam = get_family(entry["family"])
     return fam.generate(SPLIT_OFFSETS[suite.split] + int(entry["seed"]), int(entry["difficulty"]), cache_dir)
 
@@ -160,19 +204,16 @@ def _as_suite(suite: Suite | str | os.PathLike[str]) -> Suite:
     return suite if isinstance(suite, Suite) else load_suite(suite)
 
 
-def _dataset_rows(suite: Suite) -> list[Any] | None:
+def _dataset_rows(suite: Suite) -> list[DatasetRow] | None:
     if not suite.dataset:
         return None
-    from pyvision_gym.datasets import load_dataset
-
     return [r for r in load_dataset(suite.dataset_path) if r.modality == suite.modality]
 
 
 def suite_tasks(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None) -> list[Any]:
     """Every task of ``suite`` as a ``Task`` (generated by its family, or read from the dataset)."""
     suite = _as_suite(suite)
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = _cache_path(cache_dir)
     rows = _dataset_rows(suite)
     return [_generate(suite, e, cache, rows) for e in suite.tasks]
 
@@ -180,14 +221,9 @@ def suite_tasks(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = N
 def compute_task_hashes(suite: Suite | str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> list[str]:
     """Each task's content hash, regenerating the task (and its media) from scratch."""
     suite = _as_suite(suite)
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = _cache_path(cache_dir)
     rows = _dataset_rows(suite)
-    entries: Any = suite.tasks
-    if progress:
-        from tqdm import tqdm
-
-        entries = tqdm(entries, desc=f"hashing {suite.name}", unit="task")
+    entries = tqdm(suite.tasks, desc=f"hashing {suite.name}", unit="task", disable=not progress)
     return [task_content_hash(_generate(suite, e, cache, rows)) for e in entries]
 
 
@@ -237,11 +273,12 @@ def _where(t: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- loading
 def available_suites() -> list[str]:
-    """Names of the suite files in ``benchmarks/suites``."""
+    """Names of the suite files in :data:`SUITES_DIR`."""
     return sorted(p.stem for p in SUITES_DIR.glob("*.json"))
 
 
-def _from_json(data: dict[str, Any], path: Path | None) -> Suite:
+def parse_suite(data: dict[str, Any], path: Path | None = None) -> Suite:
+    """A suite from a suite file's parsed JSON (``path``: the file, for messages and datasets)."""
     where = str(path) if path else "suite"
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SuiteError(f"{where}: not a suite file (expected format {FORMAT!r})")
@@ -268,7 +305,7 @@ def _from_json(data: dict[str, Any], path: Path | None) -> Suite:
 
 
 def load_suite(name_or_path: Suite | str | os.PathLike[str], check: bool = True) -> Suite:
-    """A suite by name (``benchmarks/suites/<name>.json``) or path.
+    """A suite by name (``<name>.json`` in :data:`SUITES_DIR`) or path.
 
     With ``check`` the file must agree with its own hash (an edited ``env_kwargs``, task
     list or hash raises :class:`SuiteMismatchError`); the tasks' content is checked when
@@ -288,7 +325,7 @@ def load_suite(name_or_path: Suite | str | os.PathLike[str], check: bool = True)
             data = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise SuiteError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        suite = _from_json(data, p.resolve())
+        suite = parse_suite(data, p.resolve())
     if check:
         want = _combine(suite.modality, suite.split, suite.env_kwargs, [(t["task_id"], t["hash"]) for t in suite.tasks])
         if want != suite.hash:
@@ -302,29 +339,14 @@ def load_suite(name_or_path: Suite | str | os.PathLike[str], check: bool = True)
 
 # ---------------------------------------------------------------------- building and freezing
 def _frozen_with() -> dict[str, Any]:
-    import PIL
-
-    from pyvision_gym import __version__
-
-    info: dict[str, Any] = {
-        "pyvision_gym": __version__, "pillow": PIL.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    try:
-        import av
-
-        info["av"] = av.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return info
+    """What a newly frozen suite records of its making: :func:`versions` and the time."""
+    return {**versions(), "created": now()}
 
 
 def build_suite(
     name: str, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False, env_kwargs: dict[str, Any] | None = None
 ) -> Suite:
     """A built-in suite (:data:`BUILTIN_SUITES`) generated and hashed now."""
-    from pyvision_gym.envs import families_for
-
     if name not in BUILTIN_SUITES:
         raise SuiteError(f"no built-in suite {name!r}; built-in: {', '.join(BUILTIN_SUITES)}")
     spec = BUILTIN_SUITES[name]
@@ -338,14 +360,8 @@ def build_suite(
         name=name, version=version, modality=spec["modality"], tasks=entries,
         env_kwargs=dict(env_kwargs or DEFAULT_ENV_KWARGS), hash="", description=spec["description"],
     )
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    it: Any = entries
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(entries, desc=f"generating {name}", unit="task")
-    for e in it:
+    cache = _cache_path(cache_dir)
+    for e in tqdm(entries, desc=f"generating {name}", unit="task", disable=not progress):
         task = _generate(suite, e, cache, None)
         e["task_id"], e["hash"] = task.task_id, task_content_hash(task)
     suite.hash = compute_suite_hash(suite, task_hashes=[e["hash"] for e in entries])
@@ -370,7 +386,7 @@ def _write(suite: Suite, path: Path, force: bool) -> str:
 
 
 def freeze(name: str, out: str | os.PathLike[str] | None = None, force: bool = False, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> str:
-    """Build a built-in suite and write it (``benchmarks/suites/<name>.json`` by default)."""
+    """Build a built-in suite and write it (``<name>.json`` in :data:`SUITES_DIR` by default)."""
     suite = build_suite(name, cache_dir, progress=progress)
     return _write(suite, Path(out) if out else SUITES_DIR / f"{name}.json", force)
 
@@ -380,8 +396,6 @@ def freeze_dataset(
     env_kwargs: dict[str, Any] | None = None, force: bool = False, version: int = 0, description: str = "",
 ) -> str:
     """Freeze the ``modality`` rows of a PyVision-RL dataset file as a suite."""
-    from pyvision_gym.datasets import load_dataset, row_to_task
-
     out_path = Path(out) if out else SUITES_DIR / f"{name}.json"
     ds = Path(dataset).expanduser().resolve()
     rows = [r for r in load_dataset(ds) if r.modality == modality]
@@ -406,7 +420,7 @@ def freeze_dataset(
 
 # ---------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.suites", description="Freeze, verify and list evaluation suites.")
+    ap = argparse.ArgumentParser(prog="python -m pyvision_gym.evaluation.suites", description="Freeze, verify and list evaluation suites.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the suite files")
     fr = sub.add_parser("freeze", help="generate a suite and write its frozen file")
@@ -414,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     fr.add_argument("--dataset", type=Path, help="freeze the rows of this PyVision-RL dataset file instead")
     fr.add_argument("--modality", choices=("image", "video"), help="with --dataset: which rows")
     fr.add_argument("--max-turns", type=int, help="with --dataset: env max_turns (default 8)")
-    fr.add_argument("--out", type=Path, help="output file (default benchmarks/suites/NAME.json)")
+    fr.add_argument("--out", type=Path, help=f"output file (default {SUITES_DIR}/NAME.json)")
     fr.add_argument("--cache", type=Path, help="media cache directory")
     fr.add_argument("--force", action="store_true", help="overwrite a frozen file whose hash changed")
     ve = sub.add_parser("verify", help="regenerate a suite's tasks and compare with its frozen hashes")
