@@ -1,15 +1,50 @@
-"""The ``pyvision-gym`` command line: demo, eval, leaderboard, view, serve, families, isolation."""
+"""The ``pyvision-gym`` command line: demo, eval, leaderboard, view, suites, serve, families,
+tiny-model, isolation.
+
+Agents and the model server live in ``pyvision_gym.agents``, which the core does not import:
+they are reached through ``"module:attribute"`` strings (:func:`pyvision_gym.plugins.load`).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from .demo import run_demo
+from .envs.registry import all_families, family_env_id
+from .evaluation.leaderboard import LeaderboardError, build_leaderboard
+from .evaluation.runner import read_rows, run_eval
+from .evaluation.suites import (
+    BUILTIN_SUITES,
+    DEFAULT_ENV_KWARGS,
+    SuiteError,
+    SuiteMismatchError,
+    available_suites,
+    freeze,
+    freeze_dataset,
+    load_suite,
+    verify_suite,
+)
+from .evaluation.viewer import write_viewer
+from .plugins import PluginError, load
+from .rollout.records import ERROR_END_REASONS
+from .runtime import Runtime
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="pyvision-gym: agentic vision RL environments.")
+suites_app = typer.Typer(no_args_is_help=True, help="List, freeze and verify evaluation suites.")
+app.add_typer(suites_app, name="suites")
 
 DEMO_AGENTS = ("random", "direct", "expert", "full-video")
 DEMO_SUITES = ("demo-image-v0", "demo-video-v0")
+SERVE = "pyvision_gym.agents.serve:serve"
+BUILD_TINY_MODEL = "pyvision_gym.agents.tiny_model:build_tiny_qwen25vl"
+AGENT_HELP = (
+    "random[:SEED] | direct | expert | full-video | vlm:hf:PATH | vlm:vllm:PATH | "
+    "vlm:openai:URL#MODEL | package.module:AgentClass (or a function returning an Agent)"
+)
 
 
 @app.command()
@@ -18,15 +53,9 @@ def demo(
     runtime_only: bool = typer.Option(False, "--runtime-only", help="Only walk through the sandboxed runtime."),
 ) -> None:
     """Run the baseline agents on the embedded demo suites and print the leaderboard."""
-    from .demo import run_demo
-
     run_demo(timeout=3.0)
     if runtime_only:
         return
-    from .evaluation.leaderboard import build_leaderboard
-    from .evaluation.runner import run_eval
-    from .evaluation.viewer import write_viewer
-
     run_dirs = []
     for suite in DEMO_SUITES:
         for spec in DEMO_AGENTS:
@@ -41,32 +70,76 @@ def demo(
     typer.echo(f"trajectory viewers: {out}/<suite>/<agent>/viewer.html")
 
 
+def _agent_options(**given: Any) -> dict[str, Any]:
+    """The agent options given on the command line (those left unset are not passed)."""
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _last_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[-1] if lines else "(no message)"
+
+
+def _report_errors(rows: list[dict[str, Any]], max_error_share: float) -> int:
+    """Print the episodes that ended in an agent or environment error; the exit status."""
+    failed = [r for r in rows if r.get("end_reason") in ERROR_END_REASONS]
+    if not failed:
+        return 0
+    share = len(failed) / len(rows)
+    over = share > max_error_share
+    kinds = dict(Counter(r["end_reason"] for r in failed))
+    typer.echo(f"{'error' if over else 'warning'}: {len(failed)} of {len(rows)} episodes ended in errors "
+               f"{kinds} ({share:.0%}; allowed: {max_error_share:.0%})", err=True)
+    for message, n in Counter(_last_line(r.get("error")) for r in failed).most_common(3):
+        typer.echo(f"  {n} x {message}", err=True)
+    return 1 if over else 0
+
+
 @app.command("eval")
 def eval_(
-    agent: str = typer.Option(..., "--agent", help="random[:SEED] | direct | expert | full-video | vlm:hf:PATH | vlm:vllm:PATH | vlm:openai:URL#MODEL"),
-    suite: str = typer.Option(..., "--suite", help="A frozen suite name (pvbench-image-v0, pvbench-video-v0, demo-*) or a suite / dataset file."),
+    agent: str = typer.Option(..., "--agent", help=AGENT_HELP),
+    suite: str = typer.Option(..., "--suite", help="A frozen suite name (pvbench-image-v0, pvbench-video-v0, demo-*), a suite file, or a dataset file (frozen on the fly)."),
     episodes: int | None = typer.Option(None, help="Only the first N tasks of the suite."),
     workers: int = typer.Option(1, help="Worker processes (or Ray actors with --ray)."),
     ray: bool = typer.Option(False, "--ray", help="Fan episodes out to Ray actors (local, or the cluster at RAY_ADDRESS)."),
+    batch_size: int = typer.Option(4, help="Episodes run at once per worker (one environment each)."),
     out: Path | None = typer.Option(None, help="Run folder (default runs/<suite>/<agent>). An interrupted run resumes."),
     view: bool = typer.Option(True, help="Also write the trajectory viewer (viewer.html)."),
+    max_new_tokens: int | None = typer.Option(None, help="VLM agents: tokens generated per turn at most."),
+    temperature: float | None = typer.Option(None, help="VLM agents: sampling temperature (0 = greedy)."),
+    top_p: float | None = typer.Option(None, help="VLM agents: nucleus sampling."),
+    seed: int | None = typer.Option(None, help="VLM agents: sampling seed."),
+    timeout: float | None = typer.Option(None, help="vlm:openai agents: seconds per request."),
+    concurrency: int | None = typer.Option(None, help="vlm:openai agents: requests in flight at once."),
+    max_error_share: float = typer.Option(0.0, help="Share of episodes allowed to end in agent / environment errors before the command fails."),
 ) -> None:
-    """Evaluate an agent on a suite: episodes.jsonl, summary.json (and viewer.html)."""
-    from .evaluation.runner import run_eval
+    """Evaluate an agent on a suite: episodes.jsonl, summary.json (and viewer.html).
 
+    Exits with status 1 when more than --max-error-share of the episodes end in an agent or
+    environment error (a dead endpoint, a crashing agent), after reporting them.
+    """
+    options = _agent_options(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             seed=seed, timeout=timeout, concurrency=concurrency)
     run_dir = out or Path("runs") / Path(suite).stem / agent.replace(":", "_").replace("/", "_").replace("#", "_")
-    summary = run_eval(agent, suite, run_dir, episodes=episodes, workers=workers, use_ray=ray)
+    try:
+        summary = run_eval(agent, suite, run_dir, episodes=episodes, workers=workers, use_ray=ray,
+                           batch_size=batch_size, agent_options=options)
+    except (SuiteError, SuiteMismatchError, PluginError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     acc = summary["accuracy"]
     lo, hi = acc["ci95"]
     typer.echo(
-        f"{summary['suite']['name']}: accuracy {acc['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] over {acc['n']} tasks, "
-        f"mean tool calls {summary['mean_tool_calls']:.2f}, mean visual tokens {summary['visual_tokens']['mean']:,.0f}"
+        f"{summary['suite']['name']} (hash {summary['suite']['hash'][:16]}…): accuracy {acc['accuracy']:.3f} "
+        f"[{lo:.3f}, {hi:.3f}] over {acc['n']} tasks, mean tool calls {summary['mean_tool_calls']:.2f}, "
+        f"mean visual tokens {summary['visual_tokens']['mean']:,.0f}"
     )
     typer.echo(f"wrote {run_dir / 'episodes.jsonl'} and {run_dir / 'summary.json'}")
     if view:
-        from .evaluation.viewer import write_viewer
-
         typer.echo(f"viewer: {write_viewer(run_dir / 'episodes.jsonl')}")
+    status = _report_errors(read_rows(run_dir / "episodes.jsonl"), max_error_share)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
@@ -75,8 +148,6 @@ def leaderboard(
     out: Path = typer.Option(Path("runs/leaderboard"), help="Output folder for leaderboard.md / leaderboard.html."),
 ) -> None:
     """Build the Markdown and HTML leaderboard; refuses runs on a different suite hash."""
-    from .evaluation.leaderboard import LeaderboardError, build_leaderboard
-
     try:
         result = build_leaderboard(runs, out)
     except LeaderboardError as exc:
@@ -94,9 +165,49 @@ def view(
     max_episodes: int | None = typer.Option(None),
 ) -> None:
     """Write the static HTML trajectory viewer for a run."""
-    from .evaluation.viewer import write_viewer
-
     typer.echo(str(write_viewer(results, out, max_episodes=max_episodes, embed_images=embed)))
+
+
+@suites_app.command("list")
+def suites_list() -> None:
+    """The shipped suite files: name, modality, task count, hash."""
+    for name in available_suites():
+        s = load_suite(name, check=False)
+        typer.echo(f"{name:24s} {s.modality:5s} {len(s.tasks):4d} tasks  hash {s.hash[:16]}…  {s.description}")
+
+
+@suites_app.command("freeze")
+def suites_freeze(
+    name: str = typer.Argument(..., help=f"A built-in suite ({', '.join(BUILTIN_SUITES)}) or, with --dataset, the new suite's name."),
+    dataset: Path | None = typer.Option(None, help="Freeze the rows of this PyVision-RL dataset file."),
+    modality: str | None = typer.Option(None, help="With --dataset: image or video rows (needed when it has both)."),
+    max_turns: int | None = typer.Option(None, help="With --dataset: the episodes' max_turns (default 8)."),
+    out: Path | None = typer.Option(None, help="Output file (default ./NAME.json)."),
+    force: bool = typer.Option(False, help="Overwrite a frozen file whose hash changed."),
+) -> None:
+    """Generate a suite and write its frozen file (to the working directory by default)."""
+    try:
+        if dataset is not None:
+            kw = dict(DEFAULT_ENV_KWARGS, **({"max_turns": max_turns} if max_turns else {}))
+            typer.echo(freeze_dataset(name, dataset, modality, out, kw, force))
+        else:
+            typer.echo(freeze(name, out, force))
+    except (SuiteError, ValueError, KeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@suites_app.command("verify")
+def suites_verify(names: list[str] = typer.Argument(..., help="Suite names or files ('all': every shipped suite).")) -> None:
+    """Regenerate suites' tasks and compare them with the frozen hashes."""
+    status = 0
+    for name in available_suites() if names == ["all"] else names:
+        try:
+            typer.echo(f"{name}: OK ({verify_suite(name, progress=True)[:16]}…)")
+        except (SuiteError, SuiteMismatchError) as exc:
+            typer.echo(f"{name}: MISMATCH: {exc}", err=True)
+            status = 1
+    raise typer.Exit(status)
 
 
 @app.command()
@@ -106,17 +217,22 @@ def serve(
     port: int = typer.Option(8000),
 ) -> None:
     """Serve a checkpoint as an OpenAI-compatible chat endpoint (transformers backend)."""
-    from .agents.serve import serve as run_server
+    load(SERVE)(str(path), host=host, port=port)
 
-    run_server(str(path), host=host, port=port)
+
+@app.command("tiny-model")
+def tiny_model(
+    out: Path = typer.Argument(..., help="Folder to write the model into."),
+    seed: int = typer.Option(0, help="Weights and tokenizer seed."),
+    force: bool = typer.Option(False, help="Rebuild even if the folder holds this model already."),
+) -> None:
+    """Write a tiny random-weight Qwen2.5-VL model folder (for CPU tests, demos and the trainer)."""
+    typer.echo(str(load(BUILD_TINY_MODEL)(out, seed=seed, force=force)))
 
 
 @app.command()
 def families() -> None:
     """List the embedded task families with their environment ids."""
-    from . import family_env_id
-    from .envs import all_families
-
     for name, fam in all_families().items():
         typer.echo(f"{family_env_id(fam.modality, name):48s} {fam.description}")
 
@@ -124,8 +240,6 @@ def families() -> None:
 @app.command()
 def isolation() -> None:
     """Report which isolation layers the runtime gets on this machine."""
-    from .runtime import Runtime
-
     with Runtime() as rt:
         rt.reset()
         typer.echo(f"method: {rt.report.method}")

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from pyvision_gym.agents.baselines import ExpertAgent
+from pyvision_gym.cli import app
 from pyvision_gym.datasets import load_dataset, row_to_task
 from pyvision_gym.env import SPLIT_OFFSETS
 from pyvision_gym.envs import families_for
@@ -20,7 +22,6 @@ from pyvision_gym.evaluation.suites import (
     compute_suite_hash,
     freeze_dataset,
     load_suite,
-    main,
     suite_tasks,
     verify_suite,
 )
@@ -132,7 +133,7 @@ def test_eval_on_dataset_suite(tmp_path: Path, cache: Path) -> None:
         ExpertAgent().act([Episode("q0", "image", Observation("x"), task=task)])
 
 
-def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    assert "pvbench-image-v0" in out and "demo-video-v0" in out
+def test_cli_list() -> None:
+    res = CliRunner().invoke(app, ["suites", "list"])
+    assert res.exit_code == 0, res.output
+    assert "pvbench-image-v0" in res.output and "demo-video-v0" in res.output

@@ -22,12 +22,12 @@ from pyvision_gym.rollout.agent import Agent
 from pyvision_gym.rollout.records import TaskSpec
 
 from .config import SuiteConfig
-from .worker import EvalWorker, Result
+from .worker import AgentRef, EvalWorker, Result
 
 __all__ = ["fan_out", "run_local", "run_processes", "run_ray"]
 
 Record = Callable[[dict[str, Any], dict[str, bytes]], None]
-AgentArg = Agent | str
+AgentArg = Agent | AgentRef | str
 
 
 def run_local(agent: AgentArg, config: SuiteConfig, specs: Sequence[TaskSpec], batch_size: int, save_images: bool, record: Record) -> dict[str, Any]:

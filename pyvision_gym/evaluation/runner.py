@@ -34,6 +34,7 @@ from .provenance import now
 from .run_folder import RUN_FORMAT, RunFolder, read_rows
 from .statistics import summarize
 from .suites import Suite, SuiteMismatchError, load_suite, parse_suite
+from .worker import AgentRef
 
 __all__ = ["RETRY_END_REASONS", "ROW_FIELDS", "RUN_FORMAT", "read_rows", "run_eval"]
 
@@ -96,6 +97,7 @@ def run_eval(
     save_images: bool = True,
     check_hashes: bool = True,
     ray_options: dict[str, Any] | None = None,
+    agent_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``agent_spec`` (a spec string, or an ``Agent`` for in-process / picklable use) on
     ``suite`` (name, file or loaded suite) into ``out_dir``; returns the summary.
@@ -106,6 +108,7 @@ def run_eval(
     ``check_hashes`` every generated task is compared with the suite's frozen task hash
     and a mismatch stops the run (:class:`SuiteMismatchError`). ``ray_options``: resources
     of each Ray actor (default ``{"num_cpus": 1}``; e.g. ``{"num_gpus": 1}`` for a VLM).
+    ``agent_options``: keyword arguments the agent spec is built with (``max_new_tokens``, ...).
     """
     t_start = time.perf_counter()
     suite = _as_suite(suite)
@@ -127,8 +130,9 @@ def run_eval(
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"{label} on {suite.name}", unit="ep", disable=not progress, dynamic_ncols=True)
     try:
         record = _Recorder(suite, folder, rows, bar, check_hashes)
+        agent = AgentRef(agent_spec, dict(agent_options)) if agent_options and isinstance(agent_spec, str) else agent_spec
         agent_desc = fan_out(
-            agent_spec, suite.config(cache_dir), todo, record, workers=workers, use_ray=use_ray,
+            agent, suite.config(cache_dir), todo, record, workers=workers, use_ray=use_ray,
             batch_size=batch_size, save_images=save_images, ray_options=ray_options,
         ) or agent_desc
     finally:

@@ -1,9 +1,9 @@
 """Frozen evaluation suites: fixed task lists with a content hash.
 
-    python -m pyvision_gym.evaluation.suites list
-    python -m pyvision_gym.evaluation.suites freeze pvbench-image-v0 [--force]
-    python -m pyvision_gym.evaluation.suites freeze my-vstar --dataset data/vstar.json --modality image
-    python -m pyvision_gym.evaluation.suites verify pvbench-video-v0
+    pyvision-gym suites list
+    pyvision-gym suites freeze pvbench-image-v0 --out benchmarks/suites/pvbench-image-v0.json
+    pyvision-gym suites freeze my-vstar --dataset data/vstar.json      # writes ./my-vstar.json
+    pyvision-gym suites verify pvbench-video-v0
 
 A suite file (``<name>.json`` in :data:`SUITES_DIR`, the package data folder
 ``pyvision_gym.benchmarks/suites``; format ``pyvision-gym-suite/1``) holds
@@ -21,11 +21,9 @@ and compares, and :func:`load_suite` checks the file against its own hash.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -304,8 +302,20 @@ def parse_suite(data: dict[str, Any], path: Path | None = None) -> Suite:
     )
 
 
+def _is_dataset_file(path: Path) -> bool:
+    """A JSONL file, or JSON that is a list of rows or ``{"data": [...]}`` (not a suite file)."""
+    if path.suffix == ".jsonl":
+        return True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, list) or (isinstance(data, dict) and "format" not in data and isinstance(data.get("data"), list))
+
+
 def load_suite(name_or_path: Suite | str | os.PathLike[str], check: bool = True) -> Suite:
-    """A suite by name (``<name>.json`` in :data:`SUITES_DIR`) or path.
+    """A suite by name (``<name>.json`` in :data:`SUITES_DIR`) or path; a dataset file
+    (JSON list / JSONL rows) becomes a suite frozen on the fly (:func:`dataset_suite`).
 
     With ``check`` the file must agree with its own hash (an edited ``env_kwargs``, task
     list or hash raises :class:`SuiteMismatchError`); the tasks' content is checked when
@@ -321,6 +331,8 @@ def load_suite(name_or_path: Suite | str | os.PathLike[str], check: bool = True)
                 p = named
             else:
                 raise SuiteError(f"no suite {str(name_or_path)!r}: not a file, and not one of {', '.join(available_suites()) or '(none)'}")
+        if _is_dataset_file(p):  # a dataset, not a suite: freeze it on the fly
+            return dataset_suite(p)
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -386,85 +398,57 @@ def _write(suite: Suite, path: Path, force: bool) -> str:
 
 
 def freeze(name: str, out: str | os.PathLike[str] | None = None, force: bool = False, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> str:
-    """Build a built-in suite and write it (``<name>.json`` in :data:`SUITES_DIR` by default)."""
+    """Build a built-in suite and write it (default ``./<name>.json`` in the working directory;
+    the shipped suites live in :data:`SUITES_DIR`)."""
     suite = build_suite(name, cache_dir, progress=progress)
-    return _write(suite, Path(out) if out else SUITES_DIR / f"{name}.json", force)
+    return _write(suite, Path(out) if out else Path(f"{name}.json"), force)
 
 
-def freeze_dataset(
-    name: str, dataset: str | os.PathLike[str], modality: str, out: str | os.PathLike[str] | None = None,
-    env_kwargs: dict[str, Any] | None = None, force: bool = False, version: int = 0, description: str = "",
-) -> str:
-    """Freeze the ``modality`` rows of a PyVision-RL dataset file as a suite."""
-    out_path = Path(out) if out else SUITES_DIR / f"{name}.json"
+def dataset_suite(
+    dataset: str | os.PathLike[str], modality: str | None = None, name: str | None = None,
+    env_kwargs: dict[str, Any] | None = None, out_path: Path | None = None, version: int = 0, description: str = "",
+) -> Suite:
+    """The rows of a PyVision-RL dataset file frozen as a suite (in memory; ``out_path``: where
+    it will be written, which makes its dataset path relative). ``modality`` may be left out
+    when all rows share one."""
     ds = Path(dataset).expanduser().resolve()
-    rows = [r for r in load_dataset(ds) if r.modality == modality]
+    all_rows = load_dataset(ds)
+    kinds = sorted({r.modality for r in all_rows})
+    if modality is None:
+        if len(kinds) != 1:
+            raise SuiteError(f"{ds}: the dataset has {' and '.join(kinds)} rows; say which with --modality")
+        modality = kinds[0]
+    rows = [r for r in all_rows if r.modality == modality]
     if not rows:
         raise SuiteError(f"{ds}: no {modality} rows")
     entries = []
     for i, r in enumerate(rows):
         task = row_to_task(r, i)
         entries.append({"task_id": task.task_id, "family": task.family, "index": i, "hash": task_content_hash(task)})
-    try:
-        rel = os.path.relpath(ds, out_path.parent.resolve())
-    except ValueError:  # another drive
-        rel = str(ds)
+    rel = str(ds)
+    if out_path is not None:
+        try:
+            rel = os.path.relpath(ds, out_path.parent.resolve())
+        except ValueError:  # another drive
+            pass
     suite = Suite(
-        name=name, version=version, modality=modality, tasks=entries, env_kwargs=dict(env_kwargs or DEFAULT_ENV_KWARGS),
-        hash="", description=description or f"{modality} rows of {ds.name}", dataset=rel, path=out_path.resolve(),
+        name=name or ds.stem, version=version, modality=modality, tasks=entries,
+        env_kwargs=dict(env_kwargs or DEFAULT_ENV_KWARGS), hash="",
+        description=description or f"{modality} rows of {ds.name}", dataset=rel,
+        path=out_path.resolve() if out_path is not None else None,
     )
     suite.hash = compute_suite_hash(suite, task_hashes=[e["hash"] for e in entries])
     suite.frozen_with = _frozen_with()
+    return suite
+
+
+def freeze_dataset(
+    name: str, dataset: str | os.PathLike[str], modality: str | None = None, out: str | os.PathLike[str] | None = None,
+    env_kwargs: dict[str, Any] | None = None, force: bool = False, version: int = 0, description: str = "",
+) -> str:
+    """Freeze the ``modality`` rows of a PyVision-RL dataset file as a suite (default ``./<name>.json``)."""
+    out_path = Path(out) if out else Path(f"{name}.json")
+    suite = dataset_suite(dataset, modality, name, env_kwargs, out_path, version, description)
     return _write(suite, out_path, force)
 
 
-# ---------------------------------------------------------------------- command line
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pyvision_gym.evaluation.suites", description="Freeze, verify and list evaluation suites.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="list the suite files")
-    fr = sub.add_parser("freeze", help="generate a suite and write its frozen file")
-    fr.add_argument("names", nargs="+", help=f"built-in suite names ({', '.join(BUILTIN_SUITES)}), 'all', or the new suite's name with --dataset")
-    fr.add_argument("--dataset", type=Path, help="freeze the rows of this PyVision-RL dataset file instead")
-    fr.add_argument("--modality", choices=("image", "video"), help="with --dataset: which rows")
-    fr.add_argument("--max-turns", type=int, help="with --dataset: env max_turns (default 8)")
-    fr.add_argument("--out", type=Path, help=f"output file (default {SUITES_DIR}/NAME.json)")
-    fr.add_argument("--cache", type=Path, help="media cache directory")
-    fr.add_argument("--force", action="store_true", help="overwrite a frozen file whose hash changed")
-    ve = sub.add_parser("verify", help="regenerate a suite's tasks and compare with its frozen hashes")
-    ve.add_argument("names", nargs="+", help="suite names or files ('all' for every suite file)")
-    ve.add_argument("--cache", type=Path)
-    args = ap.parse_args(argv)
-
-    if args.cmd == "list":
-        for n in available_suites():
-            s = load_suite(n, check=False)
-            print(f"{n:24s} {s.modality:5s} {len(s.tasks):4d} tasks  hash {s.hash[:16]}…  {s.description}")
-        return 0
-    if args.cmd == "freeze":
-        if args.dataset:
-            if len(args.names) != 1 or not args.modality:
-                ap.error("--dataset needs exactly one NAME and --modality")
-            kw = dict(DEFAULT_ENV_KWARGS, **({"max_turns": args.max_turns} if args.max_turns else {}))
-            print(freeze_dataset(args.names[0], args.dataset, args.modality, args.out, kw, args.force))
-            return 0
-        names = list(BUILTIN_SUITES) if args.names == ["all"] else args.names
-        if args.out and len(names) != 1:
-            ap.error("--out needs exactly one NAME")
-        for n in names:
-            print(freeze(n, args.out, args.force, args.cache))
-        return 0
-    names = available_suites() if args.names == ["all"] else args.names
-    status = 0
-    for n in names:
-        try:
-            h = verify_suite(n, args.cache, progress=True)
-            print(f"{n}: OK ({h[:16]}…)")
-        except (SuiteError, SuiteMismatchError) as exc:
-            print(f"{n}: MISMATCH: {exc}", file=sys.stderr)
-            status = 1
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

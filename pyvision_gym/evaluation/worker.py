@@ -5,6 +5,7 @@ a Ray actor (see :mod:`pyvision_gym.evaluation.fanout`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from .config import SuiteConfig
 from .hashing import task_content_hash
 from .run_folder import encode_png, image_path
 
-__all__ = ["AGENT_FACTORY", "EvalWorker", "Result"]
+__all__ = ["AGENT_FACTORY", "AgentRef", "EvalWorker", "Result"]
 
 # The agent registry, named rather than imported: the core does not depend on the agents package.
 AGENT_FACTORY = "pyvision_gym.agents.registry:make_agent"
@@ -27,8 +28,19 @@ Result = tuple[dict[str, Any], dict[str, bytes]]
 """An episode's row and its image files (path relative to the run folder -> PNG bytes)."""
 
 
-def make_agent(agent: Agent | str) -> Agent:
-    """``agent`` itself, or the agent a spec string names (``expert``, ``vlm:hf:PATH``, ...)."""
+@dataclass(frozen=True)
+class AgentRef:
+    """An agent named by a spec string plus the options it is built with (``max_new_tokens``,
+    ``temperature``, ...): picklable, so each worker process or Ray actor builds its own."""
+
+    spec: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def make_agent(agent: Agent | AgentRef | str) -> Agent:
+    """``agent`` itself, or the agent a spec string (``expert``, ``vlm:hf:PATH``, ...) names."""
+    if isinstance(agent, AgentRef):
+        return load(AGENT_FACTORY)(agent.spec, **agent.options)
     return load(AGENT_FACTORY)(agent) if isinstance(agent, str) else agent
 
 
@@ -40,7 +52,7 @@ class EvalWorker:
     with :func:`~pyvision_gym.evaluation.hashing.task_content_hash` (the row's ``task_hash``).
     """
 
-    def __init__(self, agent: Agent | str, config: SuiteConfig, batch_size: int = 4, save_images: bool = True) -> None:
+    def __init__(self, agent: Agent | AgentRef | str, config: SuiteConfig, batch_size: int = 4, save_images: bool = True) -> None:
         self.agent = make_agent(agent)
         self.config = config
         self._files: dict[int, dict[str, bytes]] = {}  # per TaskSpec.index
