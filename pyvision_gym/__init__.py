@@ -11,7 +11,8 @@ from __future__ import annotations
 from gymnasium.envs.registration import register, registry
 
 from .envs.registry import FAMILIES, family_env_id
-from .runtime import ExecResult, Runtime, RuntimeConfig
+from .runtime import Runtime
+from .runtime_config import ExecResult, RuntimeConfig
 
 __version__ = "0.1.0"
 

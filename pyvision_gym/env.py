@@ -35,7 +35,8 @@ from .datasets import DatasetRow, load_dataset, row_to_task
 from .envs import families_for
 from .parsing import format_help, parse_action
 from .rewards import RewardFn, make_reward
-from .runtime import Runtime, RuntimeConfig, resolve_runtime_config
+from .runtime import Runtime
+from .runtime_config import RuntimeConfig, resolve_runtime_config
 from .scoring import ScoreResult, score_answer
 from .spaces import ImageSequence, text_space
 from .visual_tokens import VisualTokenCounter

@@ -17,9 +17,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SANDBOX_PKG = Path(__file__).resolve().parent / "sandbox"
 MOUNT_PKG = "/opt/pyvision_gym/pvg_sandbox"
@@ -175,3 +178,24 @@ def warn_missing(report: IsolationReport, strict: bool) -> None:
     if strict:
         raise IsolationError(msg)
     warnings.warn(msg, IsolationWarning, stacklevel=4)
+
+
+_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def spawn(cmd: list[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` run on one long-lived thread of this process.
+
+    Linux sends the parent-death signal (bubblewrap's ``--die-with-parent``, the zygote's
+    ``PR_SET_PDEATHSIG``) when the *thread* that forked the child exits, not the process: a
+    runtime started in a short-lived thread (a thread pool, a Ray actor call) would lose its
+    sandbox when that thread ended. Forking from one thread that lives as long as the
+    interpreter keeps the sandbox usable from any thread, and it still dies with the host.
+    """
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid():  # a forked child has no such thread
+            _SPAWNER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="pyvision-spawner"))
+        executor = _SPAWNER[1]
+    return executor.submit(subprocess.Popen, cmd, **popen_kwargs).result()

@@ -22,122 +22,27 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from . import isolation
+from .isolation import spawn
+from .runtime_config import (
+    ExecResult,
+    RuntimeConfig,
+    RuntimeInputError,
+    RuntimeStartError,
+)
 from .sandbox import wire
 
 RESERVED_NAMES = frozenset({"np", "plt", "Image", "display"})
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """Limits and isolation settings of a runtime (all per episode process unless noted)."""
-
-    timeout: float = 30.0  # wall-clock seconds per call; the worker is killed and replaced after
-    max_output_chars: int = 10_000  # stdout kept per call; the rest is counted and dropped
-    max_error_chars: int = 4_000
-    memory_mb: int = 4_096  # address space beyond what the preloaded libraries already map
-    cpu_seconds: int = 600  # CPU time of one episode process
-    max_file_mb: int = 64  # largest file the code may write in its scratch directory
-    max_open_files: int = 128
-    max_processes: int = 256  # RLIMIT_NPROC; seccomp already refuses fork / exec
-    scratch_mb: int = 512  # size of the private tmpfs (bubblewrap only)
-    max_images_per_call: int = 16
-    max_display_pixels: int = 4096 * 4096  # larger shown images are downscaled, with a note
-    isolation: Literal["auto", "strict", "none"] = "auto"
-    seccomp: bool = True
-    preload: tuple[str, ...] = ("numpy", "PIL.Image", "PIL.ImageDraw", "matplotlib.pyplot", "RestrictedPython", "decord", "scipy.ndimage", "pyseccomp")
-    start_timeout: float = 120.0
-
-
-_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
-_SPAWNER_LOCK = threading.Lock()
-
-
-def spawn(cmd: list[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
-    """``subprocess.Popen`` run on one long-lived thread of this process.
-
-    Linux sends the parent-death signal (bubblewrap's ``--die-with-parent``, the zygote's
-    ``PR_SET_PDEATHSIG``) when the *thread* that forked the child exits, not the process: a
-    runtime started in a short-lived thread (a thread pool, a Ray actor call) would lose its
-    sandbox when that thread ended. Forking from one thread that lives as long as the
-    interpreter keeps the sandbox usable from any thread, and it still dies with the host.
-    """
-    global _SPAWNER
-    with _SPAWNER_LOCK:
-        if _SPAWNER is None or _SPAWNER[0] != os.getpid():  # a forked child has no such thread
-            _SPAWNER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="pyvision-spawner"))
-        executor = _SPAWNER[1]
-    return executor.submit(subprocess.Popen, cmd, **popen_kwargs).result()
-
-
-def resolve_runtime_config(config: RuntimeConfig | None, **shortcuts: Any) -> RuntimeConfig:
-    """Merge ``runtime_config`` with the environment's shortcut keywords, one source per setting.
-
-    ``shortcuts`` maps ``RuntimeConfig`` field names to values given as separate keywords
-    (``gym.make(..., code_timeout=5)`` gives ``timeout=5``); ``None`` means not given. A shortcut
-    fills its field when ``config`` left that field at its default; when both set it to
-    different values the call is refused instead of one silently winning.
-    """
-    base = config if config is not None else RuntimeConfig()
-    defaults = RuntimeConfig()
-    changes: dict[str, Any] = {}
-    for name, value in shortcuts.items():
-        if value is None:
-            continue
-        current, default = getattr(base, name), getattr(defaults, name)
-        if config is not None and current != default and current != value:
-            raise ValueError(
-                f"conflicting settings: runtime_config.{name}={current!r} but the keyword for "
-                f"the same setting gives {value!r}; set it in one place"
-            )
-        changes[name] = type(default)(value)
-    return replace(base, **changes) if changes else base
-
-
-@dataclass
-class ExecResult:
-    """What one call produced."""
-
-    output: str = ""
-    error: str | None = None
-    error_type: str | None = None  # exception name, or "Timeout" / "WorkerDied"
-    images: list[np.ndarray] = field(default_factory=list)
-    state_lost: bool = False  # the worker was replaced: earlier variables are gone
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def image_sizes(self) -> list[tuple[int, int]]:
-        """(width, height) of each image shown, in order."""
-        return [(int(a.shape[1]), int(a.shape[0])) for a in self.images]
-
-    def text(self) -> str:
-        """Output and error together, as an agent would read them."""
-        parts = [p for p in (self.output.rstrip("\n"), self.error) if p]
-        return "\n".join(parts)
-
-
-class RuntimeInputError(ValueError):
-    """An input given to ``reset`` cannot be used (bad name, unreadable or corrupt video, ...)."""
-
-
-class RuntimeStartError(RuntimeError):
-    """The worker process could not be started."""
 
 
 _LIVE: weakref.WeakSet[Runtime] = weakref.WeakSet()

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from pyvision_gym import isolation
-from pyvision_gym.runtime import Runtime, RuntimeInputError
+from pyvision_gym.runtime import Runtime
+from pyvision_gym.runtime_config import RuntimeInputError
 
 
 @pytest.fixture(scope="module")

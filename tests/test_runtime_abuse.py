@@ -40,7 +40,8 @@ import pytest
 from PIL import Image
 
 from pyvision_gym import isolation
-from pyvision_gym.runtime import ExecResult, Runtime
+from pyvision_gym.runtime import Runtime
+from pyvision_gym.runtime_config import ExecResult
 
 REPO = Path(__file__).resolve().parents[1]
 THIS_FILE = Path(__file__).resolve()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyvision_gym.env import PyVisionEnv
-from pyvision_gym.runtime import RuntimeConfig
+from pyvision_gym.runtime_config import RuntimeConfig
 
 __all__ = ["SuiteConfig"]
 
