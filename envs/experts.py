@@ -31,8 +31,14 @@ def expert_source(modality: str, name: str) -> str:
 
 
 def split_turns(source: str) -> list[str]:
-    """The turns of an expert file: the text between ``# %% turn`` lines, stripped."""
+    """The turns of an expert file: the text between ``# %% turn`` lines, stripped.
+
+    Comment lines above the first ``# %% turn`` are the file's header (what the program does,
+    its helpers and parameters): they document the file and are not sent as a turn.
+    """
     parts = [p.strip() for p in TURN_MARK.split(source)]
+    if len(parts) > 1 and all(line.strip()[:1] in ("", "#") for line in parts[0].splitlines()):
+        parts = parts[1:]
     return [p + "\n" for p in parts if p]
 
 

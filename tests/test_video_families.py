@@ -1,10 +1,11 @@
-"""Tests of the procedurally generated video task families in ``envs/video_tasks.py``.
+"""Tests of the procedurally generated video task families (``envs/video/<family>.py``).
 
-Videos are generated into one session-scoped cache directory (each once per session) and
-read back through :class:`pyvision_gym.sandbox.video.VideoHandle` (decord). The expert
-programs run with plain ``exec`` in one shared namespace per task holding ``video``; their
-source is also compiled with RestrictedPython and scanned for imports and attributes the
-runtime refuses.
+Families come from the registry (``pyvision_gym.envs.registry``). Videos are generated into
+one session-scoped cache directory (each once per session) and read back through
+:class:`pyvision_gym.sandbox.video.VideoHandle` (decord). The expert programs
+(``envs/video/experts/*.py``) run with plain ``exec`` in one shared namespace per task holding
+``video``; their source is also compiled with RestrictedPython and scanned for imports and
+attributes the runtime refuses.
 """
 
 from __future__ import annotations
@@ -21,16 +22,32 @@ import pytest
 from expert_checks import is_correct, policy_problems, restricted_compile, run_expert
 
 from pyvision_gym.envs.base import Task, TaskFamily
-from pyvision_gym.envs.video_rendering import GENERATOR_VERSION, LETTERS
-from pyvision_gym.envs.video_tasks import VIDEO_FAMILIES
+from pyvision_gym.envs.common import LETTERS
+from pyvision_gym.envs.experts import ROOT, split_turns
+from pyvision_gym.envs.registry import families_for, family_env_id
+from pyvision_gym.envs.video.rendering import GENERATOR_VERSION
 from pyvision_gym.sandbox.video import VideoHandle
 
+VIDEO_FAMILIES = families_for("video")
 FAMILIES = sorted(VIDEO_FAMILIES)
 DIFFICULTIES = (0, 1, 2)
 EXPERT_SEEDS = range(100)
 ANSWER_TYPES = {"choice", "number", "mra", "string"}
 # duration (seconds) allowed per difficulty: ≈5-15 s, 30-60 s, 2-4 min
 DURATIONS = {0: (5.0, 15.0), 1: (30.0, 60.0), 2: (120.0, 240.0)}
+# The third seed word of each family: fixed, it pins the frozen suites.
+SALTS = {
+    "event_onset": 101,
+    "event_counting": 102,
+    "state_at_time": 103,
+    "appearance_order": 104,
+    "motion_direction": 105,
+    "object_counting_over_time": 106,
+    "spatial_scene": 107,
+}
+SPEC_SECTIONS = ("Description.", "Question.", "Answer type.", "Difficulty.", "Expert.", "Registered id.")
+EXPERT_FILES = sorted((ROOT / "video" / "experts").glob("*.py"))
+
 
 def run_task_expert(task: Task, turns: list[str]) -> str:
     return run_expert({"video": VideoHandle(task.video_path)}, turns)
@@ -88,6 +105,27 @@ def test_registry() -> None:
         assert family.modality == "video"
         assert family.description and "\n" not in family.description
         assert tuple(family.difficulties) == DIFFICULTIES
+        assert family.salt == SALTS[name]
+        assert type(family).__module__ == f"pyvision_gym.envs.video.{name}"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_docstring_is_a_spec_sheet(name: str) -> None:
+    """Each family's docstring names its description, question, answer, difficulty, expert, id."""
+    doc = type(VIDEO_FAMILIES[name]).__doc__ or ""
+    for section in SPEC_SECTIONS:
+        assert f"**{section}**" in doc, (name, section)
+    assert f"``{family_env_id('video', name)}``" in doc
+
+
+@pytest.mark.parametrize("path", EXPERT_FILES, ids=lambda p: p.name)
+def test_expert_files_pass_the_runtime_policy(path: Path) -> None:
+    """Every expert program file, turn by turn, compiles under the runtime's own policy."""
+    turns = split_turns(path.read_text(encoding="utf-8"))
+    assert 1 <= len(turns) <= 3
+    for turn in turns:
+        restricted_compile(turn)
+        assert policy_problems(turn) == [], (path.name, policy_problems(turn))
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -1,13 +1,12 @@
-"""Shared pieces of the synthetic video families: palette, sprites, drawing, H.264 encoding.
+"""Drawing and encoding for the synthetic video families, and the video task assembly.
 
 Scenes are described in RGB, but frames are drawn straight into yuv420p planes
 (:class:`YuvImage`): sprites sit on even coordinates so their chroma lines up with the 2×2
 subsampling grid, and no per-frame colour conversion is needed. Videos are written with
 PyAV/libx264 (single-threaded, no B-frames, 12-frame GOP: byte-reproducible and cheap to
 seek) to a temporary name and moved into place atomically, so concurrent generators never
-see a partial file. Also here: the :class:`VideoFamily` base (seeded rng, cached mp4,
-``Task`` record), small question helpers and ``EXPERT_PRELUDE``, the colour/blob helper
-code the experts start with.
+see a partial file. :func:`video_task` writes a task's mp4 (unless cached) and builds its
+``Task`` through :meth:`TaskFamily.make_task`.
 """
 
 from __future__ import annotations
@@ -21,23 +20,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from functools import cache, lru_cache
 from pathlib import Path
-from string import Template
 from typing import Any
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .base import Task, TaskFamily
+from ..base import AnswerType, Task, TaskFamily
 
 # Bump when any generator changes what it draws or asks: cached files carry it in their name.
 GENERATOR_VERSION = 1
 
 FRAME_W, FRAME_H = 256, 192
+RGB = tuple[int, int, int]
 
 # Saturated, hue-separated colours (hue in degrees: 0, 31, 54, 128, 185, 228, 302) that
-# survive yuv420 chroma subsampling; no two are closer than ~23 degrees of hue.
-PALETTE: dict[str, tuple[int, int, int]] = {
+# survive yuv420 chroma subsampling; no two are closer than ~23 degrees of hue. The values
+# pin the pixels of every video (and so the frozen suites).
+VIDEO_PALETTE: dict[str, RGB] = {
     "red": (230, 30, 30),
     "orange": (245, 135, 20),
     "yellow": (240, 220, 30),
@@ -46,9 +46,9 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "blue": (40, 80, 235),
     "magenta": (215, 40, 210),
 }
-COLOR_NAMES: tuple[str, ...] = tuple(PALETTE)
-SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
-LETTERS = "ABCDEFGH"
+VIDEO_COLOURS: tuple[str, ...] = tuple(VIDEO_PALETTE)
+VIDEO_SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
+WHITE: RGB = (235, 235, 235)
 
 # (fps choices, duration range in seconds) per difficulty.
 TIMING: dict[int, tuple[tuple[int, ...], tuple[float, float]]] = {
@@ -60,6 +60,7 @@ TIMING: dict[int, tuple[tuple[int, ...], tuple[float, float]]] = {
 Item = tuple[str, int, int, tuple[int, int, int], int, int]  # (shape, w, h, rgb, x0, y0)
 
 
+# -- scene layout ---------------------------------------------------------------------------
 def pick_timing(rng: np.random.Generator, difficulty: int) -> tuple[int, int]:
     """(fps, number of frames) for a video at this difficulty."""
     fps_choices, (lo, hi) = TIMING[difficulty]
@@ -76,6 +77,57 @@ def background(rng: np.random.Generator, w: int = FRAME_W, h: int = FRAME_H) -> 
     return frame
 
 
+def even(x: float) -> int:
+    """Nearest even integer (sprites sit on the 2×2 chroma grid of yuv420)."""
+    return int(2 * round(x / 2.0))
+
+
+def item(shape: str, size: int, colour: str, x0: int, y0: int) -> Item:
+    """A square-box sprite of one palette colour."""
+    return (shape, size, size, VIDEO_PALETTE[colour], int(x0), int(y0))
+
+
+def cell_origin(rng: np.random.Generator, cell: int, size: int) -> tuple[int, int]:
+    """Top-left corner for a ``size`` sprite inside one of the 4×3 cells (64 px) of a frame."""
+    col, row = cell % 4, cell // 4
+    lo, hi = 4, 64 - size - 4
+    return col * 64 + even(rng.uniform(lo, hi)), row * 64 + even(rng.uniform(lo, hi))
+
+
+def intervals_mask(n: int, intervals: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Boolean per-frame mask from half-open frame intervals."""
+    mask = np.zeros(n, dtype=bool)
+    for a, b in intervals:
+        mask[max(a, 0) : max(min(b, n), 0)] = True
+    return mask
+
+
+def bounce_path(
+    rng: np.random.Generator,
+    n: int,
+    speed: float,
+    lo: tuple[float, float],
+    hi: tuple[float, float],
+    start: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """``n×2`` float positions of a point moving at ``speed`` px/frame, bouncing inside a box."""
+    p = np.array(
+        start if start is not None else (rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1]))
+    )
+    ang = rng.uniform(0, 2 * math.pi)
+    v = speed * np.array([math.cos(ang), math.sin(ang)])
+    out = np.empty((n, 2))
+    for i in range(n):
+        out[i] = p
+        q = p + v
+        for a in range(2):
+            if q[a] < lo[a] or q[a] > hi[a]:
+                v[a] = -v[a]
+        p = np.clip(p + v, lo, hi)
+    return out
+
+
+# -- pixels ---------------------------------------------------------------------------------
 @cache
 def shape_mask(shape: str, w: int, h: int) -> np.ndarray:
     """Boolean ``h×w`` mask: square/rect, circle (ellipse), upward triangle, lamp ring, 2 px outline."""
@@ -99,15 +151,15 @@ def shape_mask(shape: str, w: int, h: int) -> np.ndarray:
     return mask
 
 
-def paste(frame: np.ndarray, mask: np.ndarray, color: Sequence[int], x0: int, y0: int) -> None:
-    """Paint ``color`` where ``mask`` is set, mask's top-left corner at (x0, y0); clipped."""
+def paste(frame: np.ndarray, mask: np.ndarray, colour: Sequence[int], x0: int, y0: int) -> None:
+    """Paint ``colour`` where ``mask`` is set, mask's top-left corner at (x0, y0); clipped."""
     h, w = mask.shape
     fh, fw = frame.shape[:2]
     ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + w, fw), min(y0 + h, fh)
     if ax0 >= ax1 or ay0 >= ay1:
         return
     sub = mask[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
-    frame[ay0:ay1, ax0:ax1][sub] = color
+    frame[ay0:ay1, ax0:ax1][sub] = colour
 
 
 def rgb_to_yuv(rgb: np.ndarray | Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,9 +177,9 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
 
 
 @cache
-def yuv_of(color: tuple[int, ...]) -> tuple[int, int, int]:
+def yuv_of(colour: tuple[int, ...]) -> tuple[int, int, int]:
     """Rounded BT.601 limited-range (Y, U, V) of one RGB colour."""
-    y, u, v = rgb_to_yuv(color)
+    y, u, v = rgb_to_yuv(colour)
     return int(round(float(y))), int(round(float(u))), int(round(float(v)))
 
 
@@ -176,8 +228,8 @@ class YuvImage:
             self.v[cy : cy + h // 2, cx : cx + w // 2],
         )
 
-    def paste(self, mask: np.ndarray, color: Sequence[int], x0: int, y0: int) -> None:
-        """Paint ``color`` where ``mask`` is set, mask's top-left at (x0, y0); clipped."""
+    def paste(self, mask: np.ndarray, colour: Sequence[int], x0: int, y0: int) -> None:
+        """Paint ``colour`` where ``mask`` is set, mask's top-left at (x0, y0); clipped."""
         fh, fw = self.y.shape
         h, w = mask.shape
         ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + w, fw), min(y0 + h, fh)
@@ -188,24 +240,24 @@ class YuvImage:
         grid[ay0 & 1 : (ay0 & 1) + ay1 - ay0, ax0 & 1 : (ax0 & 1) + ax1 - ax0] = sub
         hb, wb = grid.shape[0] // 2, grid.shape[1] // 2
         counts = grid[: 2 * hb, : 2 * wb].reshape(hb, 2, wb, 2).sum(axis=(1, 3))
-        self._paint(sub, counts, color, ax0, ay0)
+        self._paint(sub, counts, colour, ax0, ay0)
 
     def paste_sprite(
-        self, shape: str, w: int, h: int, color: Sequence[int], x0: int, y0: int
+        self, shape: str, w: int, h: int, colour: Sequence[int], x0: int, y0: int
     ) -> None:
         """:meth:`paste` of ``shape_mask(shape, w, h)``, with cached chroma coverage when unclipped."""
         fh, fw = self.y.shape
         if x0 < 0 or y0 < 0 or x0 + w > fw or y0 + h > fh:
-            self.paste(shape_mask(shape, w, h), color, x0, y0)
+            self.paste(shape_mask(shape, w, h), colour, x0, y0)
             return
         self._paint(
-            shape_mask(shape, w, h), block_counts(shape, w, h, x0 & 1, y0 & 1), color, x0, y0
+            shape_mask(shape, w, h), block_counts(shape, w, h, x0 & 1, y0 & 1), colour, x0, y0
         )
 
     def _paint(
-        self, mask: np.ndarray, counts: np.ndarray, color: Sequence[int], x0: int, y0: int
+        self, mask: np.ndarray, counts: np.ndarray, colour: Sequence[int], x0: int, y0: int
     ) -> None:
-        yc, uc, vc = yuv_of(tuple(int(c) for c in color))
+        yc, uc, vc = yuv_of(tuple(int(c) for c in colour))
         h, w = mask.shape
         self.y[y0 : y0 + h, x0 : x0 + w][mask] = yc
         bx0, by0 = x0 // 2, y0 // 2
@@ -245,6 +297,7 @@ def render_items(
         yield frame
 
 
+# -- mp4 files ------------------------------------------------------------------------------
 def video_file(cache_dir: Path, family: str, seed: int, difficulty: int, spec: str = "") -> Path:
     """Cache location of one task's video.
 
@@ -255,6 +308,21 @@ def video_file(cache_dir: Path, family: str, seed: int, difficulty: int, spec: s
     digest = hashlib.sha1(spec.encode()).hexdigest()[:10]
     name = f"{family}-g{GENERATOR_VERSION}-d{difficulty}-s{seed}-{digest}.mp4"
     return Path(cache_dir) / "video" / family / name
+
+
+def _open_stream(container: Any, fps: int, crf: int, gop: int) -> Any:
+    stream = container.add_stream("libx264", rate=Fraction(fps))
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.thread_count = 1
+    stream.options = {
+        "crf": str(crf),
+        "g": str(gop),
+        "keyint_min": str(gop),
+        "bf": "0",
+        "preset": "ultrafast",
+        "threads": "1",
+    }
+    return stream
 
 
 def write_mp4(
@@ -273,17 +341,7 @@ def write_mp4(
     count = 0
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps))
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.thread_count = 1
-            stream.options = {
-                "crf": str(crf),
-                "g": str(gop),
-                "keyint_min": str(gop),
-                "bf": "0",
-                "preset": "ultrafast",
-                "threads": "1",
-            }
+            stream = _open_stream(container, fps, crf, gop)
             reformatter = VideoReformatter()  # keeps its swscale context between frames
             last_array: np.ndarray | None = None
             last_frame: av.VideoFrame | None = None
@@ -315,244 +373,46 @@ def write_mp4(
     return count
 
 
-# ---------------------------------------------------------------------------------------
-# Task-building helpers shared by the families
-# ---------------------------------------------------------------------------------------
+def video_task(
+    family: TaskFamily,
+    seed: int,
+    difficulty: int,
+    cache_dir: Path,
+    *,
+    question: str,
+    answer: str,
+    answer_type: AnswerType,
+    fps: int,
+    num_frames: int,
+    frames: Callable[[], Iterable[np.ndarray]],
+    options: list[str] | None = None,
+    tolerance: float = 0.0,
+    metadata: dict[str, Any] | None = None,
+    size: tuple[int, int] = (FRAME_W, FRAME_H),
+) -> Task:
+    """Write the video unless this exact task is cached, and build the family's ``Task``.
 
-
-def options_text(options: Sequence[str]) -> str:
-    """``(A) x (B) y ...``"""
-    return " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
-
-
-def a_an(word: str) -> str:
-    """The indefinite article for ``word``."""
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def listing(shapes: Sequence[str]) -> str:
-    """``a circle``, ``a circle and a square``, ``a circle, a square and a triangle``."""
-    parts = [f"{a_an(s)} {s}" for s in shapes]
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def fmt_number(x: float) -> str:
-    """Up to two decimals, no trailing zeros."""
-    s = f"{x:.2f}".rstrip("0").rstrip(".")
-    return "0" if s in ("", "-0") else s
-
-
-def fmt_time(t: float) -> str:
-    """Seconds as ``37`` or ``12.5``."""
-    return fmt_number(t)
-
-
-def even(x: float) -> int:
-    """Nearest even integer (sprites sit on the 2×2 chroma grid of yuv420)."""
-    return int(2 * round(x / 2.0))
-
-
-def item(shape: str, size: int, color: str, x0: int, y0: int) -> Item:
-    """A square-box sprite of one palette colour."""
-    return (shape, size, size, PALETTE[color], int(x0), int(y0))
-
-
-def cell_origin(rng: np.random.Generator, cell: int, size: int) -> tuple[int, int]:
-    """Top-left corner for a ``size`` sprite inside one of the 4×3 cells (64 px) of a frame."""
-    col, row = cell % 4, cell // 4
-    lo, hi = 4, 64 - size - 4
-    return col * 64 + even(rng.uniform(lo, hi)), row * 64 + even(rng.uniform(lo, hi))
-
-
-def intervals_mask(n: int, intervals: Iterable[tuple[int, int]]) -> np.ndarray:
-    """Boolean per-frame mask from half-open frame intervals."""
-    mask = np.zeros(n, dtype=bool)
-    for a, b in intervals:
-        mask[max(a, 0) : max(min(b, n), 0)] = True
-    return mask
-
-
-def choice_options(
-    rng: np.random.Generator, correct: str, pool: Sequence[str], k: int, prefer: Sequence[str] = ()
-) -> tuple[list[str], str]:
-    """``k`` shuffled options containing ``correct`` (preferred distractors first); returns (options, letter)."""
-    distract = [p for p in dict.fromkeys(prefer) if p != correct]
-    rng.shuffle(distract)
-    rest = [p for p in pool if p != correct and p not in distract]
-    rng.shuffle(rest)
-    opts = [correct, *(distract + rest)[: k - 1]]
-    order = rng.permutation(len(opts))
-    opts = [opts[i] for i in order]
-    return opts, LETTERS[opts.index(correct)]
-
-
-def code(template: str, **values: Any) -> str:
-    """Fill ``$name`` placeholders of an expert code template with ``repr`` of the values
-    (``$prelude`` becomes the shared colour/blob helper code)."""
-    mapping = {k: repr(v) for k, v in values.items()}
-    mapping["prelude"] = EXPERT_PRELUDE
-    return Template(template).substitute(mapping)
-
-
-class VideoFamily(TaskFamily):
-    """Shared plumbing: seeded rng, cached mp4 output and the Task record."""
-
-    modality = "video"
-    key: int = 0
-
-    def rng(self, seed: int, difficulty: int) -> np.random.Generator:
-        """The task's generator, a pure function of (seed, difficulty, family key)."""
-        if difficulty not in self.difficulties:
-            raise ValueError(f"difficulty must be one of {self.difficulties}, got {difficulty}")
-        return np.random.default_rng([seed, difficulty, self.key])
-
-    def make_task(
-        self,
-        seed: int,
-        difficulty: int,
-        cache_dir: Path,
-        *,
-        question: str,
-        answer: str,
-        answer_type: str,
-        fps: int,
-        num_frames: int,
-        frames: Callable[[], Iterable[np.ndarray]],
-        options: list[str] | None = None,
-        tolerance: float = 0.0,
-        metadata: dict[str, Any] | None = None,
-        size: tuple[int, int] = (FRAME_W, FRAME_H),
-    ) -> Task:
-        """Write the video unless this exact task is cached, and build the ``Task``."""
-        spec = json.dumps(
-            [question, answer, options, metadata, fps, num_frames], sort_keys=True, default=str
-        )
-        path = video_file(Path(cache_dir), self.name, seed, difficulty, spec)
-        if not path.exists():
-            written = write_mp4(path, frames(), fps)
-            if written != num_frames:
-                raise RuntimeError(f"{self.name}: wrote {written} frames, expected {num_frames}")
-        meta = {
-            "fps": fps,
-            "num_frames": num_frames,
-            "duration": num_frames / fps,
-            "width": size[0],
-            "height": size[1],
-            "generator_version": GENERATOR_VERSION,
-            **(metadata or {}),
-        }
-        return Task(
-            task_id=f"{self.name}-d{difficulty}-s{seed}",
-            family=self.name,
-            modality="video",
-            question=question,
-            answer=answer,
-            answer_type=answer_type,  # type: ignore[arg-type]
-            options=options,
-            tolerance=tolerance,
-            images={},
-            video_path=str(path),
-            difficulty=difficulty,
-            seed=seed,
-            metadata=meta,
-        )
-
-
-def bounce_path(
-    rng: np.random.Generator,
-    n: int,
-    speed: float,
-    lo: tuple[float, float],
-    hi: tuple[float, float],
-    start: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """``n×2`` float positions of a point moving at ``speed`` px/frame, bouncing inside a box."""
-    p = np.array(
-        start if start is not None else (rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1]))
+    ``frames()`` is called only when the file is missing; the metadata gains fps,
+    num_frames, duration, width, height and generator_version (before the family's keys).
+    """
+    spec = json.dumps(
+        [question, answer, options, metadata, fps, num_frames], sort_keys=True, default=str
     )
-    ang = rng.uniform(0, 2 * math.pi)
-    v = speed * np.array([math.cos(ang), math.sin(ang)])
-    out = np.empty((n, 2))
-    for i in range(n):
-        out[i] = p
-        q = p + v
-        for a in range(2):
-            if q[a] < lo[a] or q[a] > hi[a]:
-                v[a] = -v[a]
-        p = np.clip(p + v, lo, hi)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Expert code shared by the families (it runs in the restricted sandbox: no underscores).
-# ---------------------------------------------------------------------------------------
-
-EXPERT_PRELUDE = '''import numpy as np
-from scipy import ndimage
-
-# Hue (degrees) of the named colours; saturated pixels get the nearest one.
-HUES = {"red": 0, "orange": 31, "yellow": 55, "green": 128, "cyan": 186, "blue": 228, "magenta": 302}
-NAMES = list(HUES)
-CENTRES = np.array([HUES[n] for n in NAMES], dtype=np.float32)
-# nearest named colour for every whole degree of hue
-HUE_TABLE = np.abs((np.arange(360)[:, None] - CENTRES + 180.0) % 360.0 - 180.0).argmin(axis=1)
-
-
-def color_labels(img, min_sat=70, min_val=110):
-    """Index into NAMES of the nearest hue for bright saturated pixels, -1 elsewhere (frames or batches).
-
-    Dim pixels are left out: the dark fringe of an orange shape has a reddish hue."""
-    f = np.asarray(img, dtype=np.float32)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    mx = np.maximum(np.maximum(r, g), b)
-    sat = mx - np.minimum(np.minimum(r, g), b)
-    d = np.maximum(sat, 1.0)
-    hue = np.where(mx == r, ((g - b) / d) % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0))
-    lab = HUE_TABLE[(hue * 60.0).astype(np.int32) % 360]
-    return np.where((sat >= min_sat) & (mx >= min_val), lab, -1)
-
-
-def shape_of(mask):
-    """Square, circle or upward triangle from a blob's cropped boolean mask."""
-    h, w = mask.shape
-    q = max(1, h // 4)
-    top = mask[:q].sum(axis=1).mean()
-    bottom = max(mask[-q:].sum(axis=1).mean(), 1.0)
-    if top < 0.6 * bottom:
-        return "triangle"
-    k = max(2, min(h, w) // 6)
-    corners = (mask[:k, :k].mean() + mask[:k, -k:].mean() + mask[-k:, :k].mean() + mask[-k:, -k:].mean()) / 4
-    return "square" if corners > 0.5 else "circle"
-
-
-def find_blobs(img, min_area=40):
-    """Saturated connected regions: colour, shape, centre x/y, box (x0, y0, x1, y1), area."""
-    lab = color_labels(img)
-    counts = np.bincount(lab[lab >= 0].ravel(), minlength=len(NAMES))
-    found = []
-    for k in range(len(NAMES)):
-        if counts[k] < min_area:
-            continue
-        mask = lab == k
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        oy, ox = int(rows[0]), int(cols[0])
-        crop = mask[oy:rows[-1] + 1, ox:cols[-1] + 1]
-        clean = ndimage.binary_opening(crop, structure=np.ones((3, 3), dtype=bool))
-        comp, n = ndimage.label(clean)
-        boxes = ndimage.find_objects(comp)
-        for j in range(n):
-            ys, xs = boxes[j]
-            blob = comp[ys, xs] == j + 1
-            area = int(blob.sum())
-            if area < min_area:
-                continue
-            x0, y0, x1, y1 = ox + xs.start, oy + ys.start, ox + xs.stop, oy + ys.stop
-            found.append({
-                "color": NAMES[k], "shape": shape_of(blob),
-                "x": (x0 + x1 - 1) / 2, "y": (y0 + y1 - 1) / 2,
-                "box": (x0, y0, x1, y1), "area": area,
-            })
-    return found
-
-'''
+    path = video_file(Path(cache_dir), family.name, seed, difficulty, spec)
+    if not path.exists():
+        written = write_mp4(path, frames(), fps)
+        if written != num_frames:
+            raise RuntimeError(f"{family.name}: wrote {written} frames, expected {num_frames}")
+    meta = {
+        "fps": fps,
+        "num_frames": num_frames,
+        "duration": num_frames / fps,
+        "width": size[0],
+        "height": size[1],
+        "generator_version": GENERATOR_VERSION,
+        **(metadata or {}),
+    }
+    return family.make_task(
+        seed, difficulty, question=question, answer=answer, answer_type=answer_type,
+        options=options, tolerance=tolerance, video_path=str(path), metadata=meta,
+    )
