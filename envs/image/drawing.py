@@ -1,8 +1,9 @@
-"""Drawing helpers shared by the procedurally generated image task families.
+"""Drawing helpers and the colour table of the image task families (the one place for both).
 
 Everything here draws into in-memory PIL images; nothing touches the file system except the
 scikit-image sample photographs, which ship inside the installed package (no downloads).
-All randomness comes from the ``numpy.random.Generator`` the caller passes in.
+All randomness comes from the ``numpy.random.Generator`` the caller passes in. The colour
+values pin pixels of the frozen suites: never change them.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
+from skimage import data as skimage_data  # lazy: a photo loads on first use
 
 RGB = tuple[int, int, int]
 
 # Saturated colours whose hues are at least 23 degrees apart, so a hue lookup names them safely.
-PALETTE: dict[str, RGB] = {
+# (The video families have their own, different table: ``envs/video``.)
+SHAPE_PALETTE: dict[str, RGB] = {
     "red": (215, 35, 35),
     "orange": (240, 135, 20),
     "yellow": (230, 210, 25),
@@ -26,12 +29,14 @@ PALETTE: dict[str, RGB] = {
     "purple": (135, 55, 200),
     "magenta": (215, 45, 165),
 }
-COLOUR_NAMES: tuple[str, ...] = tuple(PALETTE)
+SHAPE_COLOURS: tuple[str, ...] = tuple(SHAPE_PALETTE)  # the colour names, in table order
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 
 # Characters used in printed codes: no I/O/0/1, which are easy to confuse with each other.
 CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_DIGITS = "23456789"
+# What the expert programs' OCR tries to match: every capital, digit and the dash.
+CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
 TEXT_TRACKING = 2  # extra pixels between characters of printed codes and tick labels
 
 
@@ -152,7 +157,7 @@ def scatter_shapes(
     cells: list[tuple[int, int]],
     cell: int,
     min_size: int,
-    colours: Sequence[str] = COLOUR_NAMES,
+    colours: Sequence[str] = SHAPE_COLOURS,
     margin: int = 6,
 ) -> None:
     """Draw one random coloured shape inside each given grid cell (shapes never touch)."""
@@ -163,7 +168,7 @@ def scatter_shapes(
     picks = rng.integers(0, len(colours), size=n).tolist()
     shapes = rng.integers(0, len(SHAPES), size=n).tolist()
     for (x0, y0), size, (ox, oy), c, s in zip(cells, sizes.tolist(), offsets.tolist(), picks, shapes, strict=True):
-        draw_shape(draw, SHAPES[s], x0 + margin + ox, y0 + margin + oy, size, PALETTE[colours[c]])
+        draw_shape(draw, SHAPES[s], x0 + margin + ox, y0 + margin + oy, size, SHAPE_PALETTE[colours[c]])
 
 
 def random_code(rng: np.random.Generator, pattern: str) -> str:
@@ -248,9 +253,7 @@ PHOTO_NAMES: tuple[str, ...] = (
 @functools.cache
 def photo(name: str) -> Image.Image:
     """A bundled scikit-image photo as RGB, contrast squeezed into [12, 232] (never pure white)."""
-    from skimage import data
-
-    arr = np.asarray(getattr(data, name)())
+    arr = np.asarray(getattr(skimage_data, name)())
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     arr = arr[..., :3].astype(np.float32)
