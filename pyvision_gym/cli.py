@@ -215,9 +215,11 @@ def serve(
     path: Path = typer.Argument(..., help="A model folder (transformers format)."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
+    api_key: str | None = typer.Option(None, "--api-key", help="Require 'Authorization: Bearer KEY' (default: $PYVISION_API_KEY)."),
 ) -> None:
-    """Serve a checkpoint as an OpenAI-compatible chat endpoint (transformers backend)."""
-    load(SERVE)(str(path), host=host, port=port)
+    """Serve a checkpoint as an OpenAI-compatible chat endpoint (FastAPI + uvicorn over transformers:
+    streaming, n > 1, log-probs, cancellation on disconnect)."""
+    load(SERVE)(str(path), host=host, port=port, api_key=api_key)
 
 
 @app.command("tiny-model")

@@ -125,9 +125,10 @@ def load_dataset(
 
 def _text_field(row: dict[str, Any], key: str, where: str) -> str:
     value = row.get(key)
-    if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
-        got = "nothing" if value is None else type(value).__name__
-        raise DatasetError(f"{where}: field '{key}' must be a string (or a number), got {got}")
+    if value is None or str(value).strip() == "":
+        raise DatasetError(f"{where}: missing field '{key}'")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise DatasetError(f"{where}: field '{key}' must be a string (or a number), got {type(value).__name__}")
     if str(value).strip() == "":
         raise DatasetError(f"{where}: missing field '{key}'")
     return str(value)

@@ -207,14 +207,16 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             info = self._runtime.reset(videos={"video": task.video_path})
             video_meta = prompts.video_metadata(task.video_path, info["video"])
         else:
-            self._runtime.reset(images=task.images)
+            # RGB pixels are read once: the same arrays go to the runtime and into the observation.
+            pixels = {n: np.asarray(im) if im.mode == "RGB" else im for n, im in task.images.items()}
+            self._runtime.reset(images=pixels)
         self._reset_counters()
         self._video_meta = video_meta
         self.transcript = []
         self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image)
         images: tuple[np.ndarray, ...] = ()
         if task.modality == "image" and self.show_image:
-            images = tuple(np.asarray(im.convert("RGB")) for im in task.images.values())
+            images = tuple(p if isinstance(p, np.ndarray) else np.asarray(p.convert("RGB")) for p in pixels.values())
         self._count_images(images)
         if video_meta is not None:
             est = self.tokens.video(video_meta["frames"], video_meta["fps"], video_meta["width"], video_meta["height"])

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from . import isolation
+from .image_inputs import ImageInput, prepare_images
 from .isolation import spawn
 from .runtime_config import (
     ExecResult,
@@ -65,7 +66,8 @@ class Runtime:
         self._sock: socket.socket | None = None
         self._pid: int | None = None
         self._host_tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._images: list[tuple[str, Image.Image]] = []
+        self._images: list[ImageInput] = []
+        self._ready_pending = False
         self._videos: list[tuple[str, str]] = []
         self._video_info: dict[str, Any] = {}
         self._warned = False
@@ -83,19 +85,24 @@ class Runtime:
         Returns per-video metadata ``{name: {"frames": n, "fps": f}}``. Raises
         ``RuntimeInputError`` for a bad name, a missing file or a video decord cannot open.
         """
-        imgs = [(self._check_name(n), _to_pil(n, im)) for n, im in (images or {}).items()]
+        for n in images or {}:
+            self._check_name(n)
         vids = []
         for n, p in (videos or {}).items():
             path = os.fspath(p)
             if not os.path.isfile(path):
                 raise RuntimeInputError(f"video '{n}': file not found: {path}")
             vids.append((self._check_name(n), path))
-        names = [n for n, _ in imgs] + [n for n, _ in vids]
+        names = list(images or {}) + [n for n, _ in vids]
         if len(set(names)) != len(names):
             raise RuntimeInputError(f"input names must be distinct, got {names}")
+        imgs = prepare_images(dict(images or {}), self.config.input_transport)
         self._end_episode()
+        self._release_images()
         self._images, self._videos = imgs, vids
-        self._start_episode()
+        # Image-only episodes with memfd inputs do not wait for the worker to load them: it
+        # builds its images while the host (and the agent) carry on; the first run waits.
+        self._start_episode(wait=bool(vids) or not imgs or any(im.fd is None for im in imgs))
         bad = {n: v["error"] for n, v in self._video_info.items() if "error" in v}
         if bad:
             self._end_episode()
@@ -110,6 +117,7 @@ class Runtime:
             raise RuntimeError("no episode is active: call reset() first")
         limit = self.config.timeout if timeout is None else float(timeout)
         t0 = time.perf_counter()
+        self._await_ready()
         if self._proc is None or self._proc.poll() is not None:
             status = self._replace_worker(limit)
             return ExecResult(
@@ -150,6 +158,12 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the worker and free everything the runtime holds."""
+        self._stop_processes()
+        self._release_images()
+
+    def _stop_processes(self) -> None:
+        """Stop the zygote and the episode process (the episode's inputs are kept)."""
+        self._ready_pending = False
         for s in (self._sock, self._ctrl):
             if s is not None:
                 s.close()
@@ -245,7 +259,7 @@ class Runtime:
             hello, _, _ = wire.recv(ctrl, timeout=cfg.start_timeout)
         except (wire.WireError, wire.WireTimeout, OSError) as exc:
             detail = self._stderr_tail()
-            self.close()
+            self._stop_processes()
             raise RuntimeStartError(f"the runtime worker did not start ({type(exc).__name__}): {detail}") from None
         if hello.get("threads", 1) != 1:
             report.problems.append(f"the worker zygote runs {hello['threads']} threads")
@@ -259,7 +273,7 @@ class Runtime:
 
     def _ensure_zygote(self) -> None:
         if self._proc is None or self._proc.poll() is not None or self._ctrl is None:
-            self.close()
+            self._stop_processes()
             self._start_zygote()
 
     def _zygote_call(self, header: dict[str, Any], max_fds: int = 0, timeout: float | None = None) -> tuple[dict[str, Any], list[int]]:
@@ -268,10 +282,14 @@ class Runtime:
         reply, _, fds = wire.recv(self._ctrl, timeout=timeout or self.config.start_timeout, max_fds=max_fds)
         return reply, fds
 
-    def _start_episode(self, zygote_timeout: float | None = None) -> None:
-        """Take the zygote's spare process for a new episode. ``zygote_timeout`` bounds the wait
-        for a running zygote (a step passes its own timeout: a stopped zygote must not hold it
-        for ``start_timeout``); a zygote that does not answer is replaced by a fresh one."""
+    def _start_episode(self, zygote_timeout: float | None = None, wait: bool = True) -> None:
+        """Take the zygote's spare process for a new episode and send it the inputs.
+
+        ``zygote_timeout`` bounds the wait for a running zygote (a step passes its own timeout:
+        a stopped zygote must not hold it for ``start_timeout``); a zygote that does not answer
+        is replaced by a fresh one. Without ``wait`` the worker's "ready" is read by the next
+        :meth:`run` (:meth:`_await_ready`).
+        """
         for attempt in range(2):
             self._ensure_zygote()
             try:
@@ -282,12 +300,30 @@ class Runtime:
                 self._pid = int(reply["pid"])
                 self._sock = socket.socket(fileno=fds[0])
                 self._send_inputs()
-                ready, _, _ = wire.recv(self._sock, timeout=self.config.start_timeout)
+                ready = wire.recv(self._sock, timeout=self.config.start_timeout)[0] if wait else None
                 break
             except (wire.WireError, wire.WireTimeout, OSError):
-                self.close()  # the zygote or the new process died: start over once
+                self._stop_processes()  # the zygote or the new process died: start over once
                 if attempt:
                     raise RuntimeStartError(f"could not start an episode: {self._stderr_tail()}") from None
+        self._ready_pending = ready is None
+        if ready is not None:
+            self._on_ready(ready)
+
+    def _await_ready(self) -> None:
+        """Read the "ready" of an episode started without waiting (a dead one is started again)."""
+        if not self._ready_pending or self._sock is None:
+            return
+        self._ready_pending = False
+        try:
+            ready, _, _ = wire.recv(self._sock, timeout=self.config.start_timeout)
+        except (wire.WireError, wire.WireTimeout, OSError):
+            self._end_episode()
+            self._start_episode()
+            return
+        self._on_ready(ready)
+
+    def _on_ready(self, ready: dict[str, Any]) -> None:
         if ready.get("error"):
             raise RuntimeInputError(f"the episode inputs could not be loaded: {ready['error']}")
         self._video_info = ready.get("videos", {})
@@ -295,19 +331,30 @@ class Runtime:
 
     def _send_inputs(self) -> None:
         assert self._sock is not None
-        fds: list[int] = []
+        video_fds: list[int] = []
         try:
             for _, path in self._videos:
-                fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+                video_fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            image_fds = [im.fd for im in self._images if im.fd is not None]
+            specs, slot = [], 0
+            for im in self._images:
+                specs.append(im.spec(slot if im.fd is not None else None))
+                slot += im.fd is not None
             header = {
                 "op": "init",
-                "images": [{"name": n, "mode": im.mode, "size": list(im.size)} for n, im in self._images],
-                "videos": [{"name": n, "fd": i} for i, (n, _) in enumerate(self._videos)],
+                "images": specs,
+                "videos": [{"name": n, "fd": len(image_fds) + i} for i, (n, _) in enumerate(self._videos)],
             }
-            wire.send(self._sock, header, [im.tobytes() for _, im in self._images], fds)
+            blobs = [im.data for im in self._images if im.fd is None]
+            wire.send(self._sock, header, blobs, image_fds + video_fds)
         finally:
-            for fd in fds:
+            for fd in video_fds:
                 os.close(fd)
+
+    def _release_images(self) -> None:
+        for im in self._images:
+            im.close()
+        self._images = []
 
     def _note_layers(self, ready: dict[str, Any]) -> None:
         r = self.report
@@ -338,7 +385,7 @@ class Runtime:
                     wire.send(self._ctrl, {"op": "reap", "pid": self._pid, "reply": False})
             except (wire.WireError, wire.WireTimeout, OSError):
                 status = "the worker zygote is gone"
-                self.close()
+                self._stop_processes()
         self._pid = None
         return status
 
@@ -356,7 +403,7 @@ class Runtime:
         return name
 
     def _inputs_phrase(self) -> str:
-        names = [n for n, _ in self._images] + [n for n, _ in self._videos]
+        names = [im.name for im in self._images] + [n for n, _ in self._videos]
         if not names:
             return "the namespace is fresh"
         return "the preloaded inputs (" + ", ".join(f"`{n}`" for n in names) + ") are available again"
@@ -397,19 +444,6 @@ class Runtime:
             images=images,
             seconds=seconds,
         )
-
-
-def _to_pil(name: str, im: Image.Image | np.ndarray) -> Image.Image:
-    if isinstance(im, np.ndarray):
-        if im.dtype != np.uint8 or im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in (3, 4)):
-            raise RuntimeInputError(f"image '{name}': arrays must be H×W or H×W×3/4 uint8, got {im.dtype} {im.shape}")
-        im = Image.fromarray(im)
-    if not isinstance(im, Image.Image):
-        raise RuntimeInputError(f"image '{name}': expected a PIL image or a numpy array, got {type(im).__name__}")
-    if im.mode not in ("RGB", "RGBA", "L"):
-        im = im.convert("RGB")
-    im.load()
-    return im
 
 
 def sandbox_package_path() -> Path:

@@ -27,6 +27,9 @@ class RuntimeConfig:
     seccomp: bool = True
     preload: tuple[str, ...] = ("numpy", "PIL.Image", "PIL.ImageDraw", "matplotlib.pyplot", "RestrictedPython", "decord", "scipy.ndimage", "pyseccomp")
     start_timeout: float = 120.0
+    # How input images reach the episode process: a sealed memfd it maps ("memfd"; falls back to
+    # "socket" where memfd_create is missing) or message blobs over the socket ("socket").
+    input_transport: Literal["memfd", "socket"] = "memfd"
 
 
 def resolve_runtime_config(config: RuntimeConfig | None, **shortcuts: Any) -> RuntimeConfig:

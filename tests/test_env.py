@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -258,10 +259,11 @@ def _png(path: Path, color=(200, 30, 30)) -> str:
 
 
 def test_dataset_file_runs(tmp_path, test_video):
+    shutil.copy(test_video, tmp_path / "clip.mp4")  # media stay inside the dataset's folder
     rows = [
         {"id": "q1", "question": "What colour is the image? (A) red (B) blue", "answer": "A", "ability": "color", "data_source": "vstar", "image_path": _png(tmp_path / "a.png")},
         {"id": "q2", "question": "How many pixels wide is it?", "answer": "64", "ability": "size", "data_source": "chart", "image_path": "a.png"},
-        {"id": "v1", "question": "How many frames?", "answer": "48", "ability": "count", "data_source": "vsi_numerical", "video_path": str(test_video)},
+        {"id": "v1", "question": "How many frames?", "answer": "48", "ability": "count", "data_source": "vsi_numerical", "video_path": "clip.mp4"},
     ]
     path = tmp_path / "data.json"
     path.write_text(json.dumps(rows))
@@ -308,10 +310,9 @@ def test_dataset_missing_file_and_corrupt_image(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     path = tmp_path / "d.json"
     path.write_text(json.dumps([{"id": "z", "question": "q", "answer": "A", "image_path": "bad.png"}]))
-    env = gym.make("PyVisionImage-v0", dataset=path)
+    # media are checked when the dataset is loaded, not in the middle of a run
     with pytest.raises(DatasetError, match="row 0 \\(id='z'\\): field 'image_path': cannot read image"):
-        env.reset(seed=0)
-    env.close()
+        gym.make("PyVisionImage-v0", dataset=path)
 
 
 # ----------------------------------------------------------------------------- one source per setting

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import warnings
 from pathlib import Path
 
@@ -317,3 +319,33 @@ def test_full_isolation_when_available():
         with Runtime(isolation="strict") as rt:
             rt.reset()
             assert rt.report.complete, rt.report.describe()
+
+
+@pytest.mark.parametrize("transport", ["memfd", "socket"])
+@pytest.mark.parametrize("kind", ["pil", "array", "gray", "rgba"])
+def test_image_inputs_arrive_intact(transport, kind):
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    image = {"pil": Image.fromarray(arr), "array": arr, "gray": Image.fromarray(arr[..., 0]),
+             "rgba": Image.fromarray(np.dstack([arr, arr[..., :1]]))}[kind]
+    want = np.asarray(image) if kind != "array" else arr
+    with Runtime(input_transport=transport, timeout=3) as rt:
+        rt.reset(images={"image": image})
+        r = rt.run("a = np.asarray(image); print(image.mode, a.shape, int(a.astype(np.int64).sum()))")
+        mode = {"pil": "RGB", "array": "RGB", "gray": "L", "rgba": "RGBA"}[kind]
+        assert r.output.split()[0] == mode and r.output.strip().endswith(str(int(want.astype(np.int64).sum())))
+        # a restart re-sends the same inputs (for memfd: the same sealed file) intact
+        assert rt.run("while True:\n    pass").error_type == "Timeout"
+        assert rt.run("print(int(np.asarray(image).astype(np.int64).sum()))").output.strip() == str(int(want.astype(np.int64).sum()))
+
+
+def test_memfd_inputs_are_sealed_against_the_worker():
+    arr = np.full((8, 8, 3), 7, np.uint8)
+    with Runtime() as rt:
+        rt.reset(images={"image": arr})
+        assert rt._images[0].fd is not None
+        seals = fcntl.fcntl(rt._images[0].fd, fcntl.F_GET_SEALS)
+        assert seals & fcntl.F_SEAL_WRITE and seals & fcntl.F_SEAL_SHRINK
+        with pytest.raises(PermissionError):
+            os.write(rt._images[0].fd, b"x")
+        assert rt.run("print(np.asarray(image).max())").output.strip() == "7"

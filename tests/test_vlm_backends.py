@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import numpy as np
+import openai
 import pytest
 
 from pyvision_gym.agents.backends import BackendError
@@ -217,33 +223,33 @@ def test_hf_survives_markup_in_text_and_full_context(hf_agent):
 
 
 # ----------------------------------------------------------------------------- (c) OpenAI-compatible, real server
+def _post_json(url: str, payload: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=payload, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def test_server_endpoints(server, tiny_model):
-    models = httpx.get(server.url + "/models").json()
-    (entry,) = models["data"]
+    """Without an API key no Authorization is needed; plain JSON clients work too (the full
+    protocol is tested with the official client in test_serve.py)."""
+    with urllib.request.urlopen(server.url + "/models", timeout=60) as r:
+        (entry,) = json.loads(r.read())["data"]
     assert entry["id"] == "tiny" and entry["model_hash"] == model_fingerprint(tiny_model)
     assert entry["max_pixels"] == 256 * 28 * 28
     url = server.url + "/chat/completions"
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
-    r = httpx.post(url, json=body, timeout=60).json()
-    assert r["object"] == "chat.completion" and r["choices"][0]["message"]["role"] == "assistant"
-    assert r["usage"]["completion_tokens"] <= 3 and r["choices"][0]["finish_reason"] in ("stop", "length")
     image = {"type": "image_url", "image_url": {"url": image_data_url(np.zeros((40, 40, 3), np.uint8))}}
-    r = httpx.post(url, json={**body, "messages": [{"role": "user", "content": [image, {"type": "text", "text": "?"}]}]}, timeout=60)
-    assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] > 4
-    bad = {
-        "stream": ({**body, "stream": True}, 400),
-        "model": ({**body, "model": "other"}, 404),
-        "remote image": ({**body, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, 400),
-        "garbage image": ({**body, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, 400),
-        "role": ({**body, "messages": [{"role": "tool", "content": "x"}]}, 400),
-        "n": ({**body, "n": 2}, 400),
-    }
-    for name, (payload, status) in bad.items():
-        r = httpx.post(url, json=payload, timeout=60)
-        assert r.status_code == status, name
-        assert "message" in r.json()["error"], name
-    assert httpx.post(url, content=b"{not json", timeout=60).status_code == 400
-    assert httpx.get(server.url + "/nope").status_code == 404
+    body = {"model": "tiny", "messages": [{"role": "user", "content": [image, {"type": "text", "text": "?"}]}], "max_tokens": 3, "temperature": 0}
+    status, r = _post_json(url, json.dumps(body).encode())
+    assert status == 200 and r["object"] == "chat.completion" and r["choices"][0]["message"]["role"] == "assistant"
+    assert r["usage"]["completion_tokens"] <= 3 and r["usage"]["prompt_tokens"] > 4
+    status, r = _post_json(url, json.dumps({**body, "n": 2}).encode())
+    assert status == 200 and len(r["choices"]) == 2
+    status, r = _post_json(url, json.dumps({**body, "tools": []}).encode())
+    assert status == 400 and r["error"]["param"] == "tools"
+    assert _post_json(url, b"{not json")[0] == 400
 
 
 def test_openai_agent_against_real_server(server, hf_agent, episode, envs):
@@ -277,27 +283,76 @@ def test_openai_stop_strings_round_trip(server, hf_agent, episode):
         expected = free.text[: free.text.find(stop) + len(stop)]
         cut = be.generate([msgs], SamplingConfig(max_new_tokens=TOKENS, stop=(stop,)))[0]
         assert cut.text == expected and cut.stop_reason == stop and cut.finish_reason == "stop"
-        raw = httpx.post(
-            server.url + "/chat/completions",
-            json={"model": "tiny", "messages": be.to_openai_messages(msgs), "max_tokens": TOKENS, "temperature": 0, "stop": [stop]},
-            timeout=60,
-        ).json()["choices"][0]
-        assert raw["message"]["content"] == expected[: -len(stop)] and raw["stop_reason"] == stop
+        client = openai.OpenAI(base_url=server.url, api_key="EMPTY", max_retries=0)
+        raw = client.chat.completions.create(
+            model="tiny", messages=be.to_openai_messages(msgs), max_tokens=TOKENS, temperature=0, stop=[stop]
+        ).choices[0]
+        assert raw.message.content == expected[: -len(stop)] and raw.to_dict()["stop_reason"] == stop
     finally:
         be.close()
 
 
 # ----------------------------------------------------------------------------- (c) client policy, scripted endpoint
-def _completion(text: str, finish: str = "stop", **choice) -> dict:
-    return {
+Reply = tuple[int, dict, dict]  # status, headers, JSON body
+
+
+def _completion(text: str, finish: str = "stop", **choice) -> Reply:
+    body = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, **choice}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
     }
+    return 200, {}, body
 
 
-def _backend(handler, **kw) -> OpenAIBackend:
-    kw = {"backoff": 0.001, "max_backoff": 0.01, "max_pixels": 10_000, **kw}
-    return OpenAIBackend("http://endpoint.test/v1", "m", transport=httpx.MockTransport(handler), **kw)
+def _status(code: int, message: str = "x") -> Reply:
+    return code, {"retry-after-ms": "1"}, {"error": {"message": message, "type": "server_error"}}
+
+
+@contextmanager
+def scripted_endpoint(reply: Callable[[dict], Reply | None]) -> Iterator[tuple[str, list[dict]]]:
+    """A loopback HTTP endpoint: each POST body goes to ``reply``, whose answer is sent back
+    (``None``: the connection is dropped without an answer). Yields (base URL, bodies seen)."""
+    calls: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+            pass
+
+        def do_POST(self):  # noqa: N802 - stdlib naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append(body)
+            out = reply(body)
+            if out is None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            status, headers, payload = out
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads, httpd.block_on_close = True, False
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", calls
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _backend(url: str, **kw) -> OpenAIBackend:
+    return OpenAIBackend(url, "m", **{"max_pixels": 10_000, **kw})
 
 
 def _msgs():
@@ -305,20 +360,11 @@ def _msgs():
 
 
 def test_openai_retries_then_succeeds():
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(json.loads(request.content))
-        if len(calls) == 1:
-            raise httpx.ConnectError("refused", request=request)
-        if len(calls) == 2:
-            return httpx.Response(429, headers={"Retry-After": "0"}, json={"error": {"message": "slow down"}})
-        if len(calls) == 3:
-            return httpx.Response(503, text="overloaded")
-        return httpx.Response(200, json=_completion("<code>\n```python\nprint(1)\n```\n"))
-
-    be = _backend(handler)
-    (g,) = be.generate([_msgs()], SamplingConfig(max_new_tokens=9))
+    script = iter([None, _status(429, "slow down"), _status(503, "overloaded"), _completion("<code>\n```python\nprint(1)\n```\n")])
+    with scripted_endpoint(lambda body: next(script)) as (url, calls):
+        be = _backend(url)
+        (g,) = be.generate([_msgs()], SamplingConfig(max_new_tokens=9))
+        be.close()
     assert len(calls) == 4
     assert g.text.endswith("```\n</code>") and g.stop_reason == "</code>"  # inferred from the open <code>
     body = calls[-1]
@@ -326,30 +372,17 @@ def test_openai_retries_then_succeeds():
     image_part = body["messages"][1]["content"][1]
     assert image_part["type"] == "image_url" and image_part["image_url"]["url"].startswith("data:image/png;base64,")
     assert body["messages"][0]["role"] == "system" and isinstance(body["messages"][0]["content"], str)
-    be.close()
 
 
 def test_openai_gives_up_and_refuses():
-    n = []
-
-    def always_500(request):
-        n.append(1)
-        return httpx.Response(500, text="boom")
-
-    be = _backend(always_500, max_retries=2)
-    with pytest.raises(BackendError, match="after 3 attempts"):
-        be.generate([_msgs()], SamplingConfig())
-    assert len(n) == 3
-    n.clear()
-
-    def bad_request(request):
-        n.append(1)
-        return httpx.Response(400, json={"error": {"message": "bad"}})
-
-    be = _backend(bad_request)
-    with pytest.raises(BackendError, match="refused"):
-        be.generate([_msgs()], SamplingConfig())
-    assert len(n) == 1  # client errors are not retried
+    with scripted_endpoint(lambda body: _status(500, "boom")) as (url, calls):
+        with pytest.raises(BackendError, match="after 3 attempts: HTTP 500"):
+            _backend(url, max_retries=2).generate([_msgs()], SamplingConfig())
+    assert len(calls) == 3
+    with scripted_endpoint(lambda body: _status(400, "bad")) as (url, calls):
+        with pytest.raises(BackendError, match="refused the request: HTTP 400"):
+            _backend(url).generate([_msgs()], SamplingConfig())
+    assert len(calls) == 1  # client errors are not retried
 
 
 def test_openai_stop_reason_and_length():
@@ -360,8 +393,8 @@ def test_openai_stop_reason_and_length():
             _completion("<code>\ncut short", finish="length"),
         ]
     )
-    be = _backend(lambda request: httpx.Response(200, json=next(replies)), concurrency=1)
-    a, b, c = be.generate([_msgs(), _msgs(), _msgs()], SamplingConfig())
+    with scripted_endpoint(lambda body: next(replies)) as (url, _):
+        a, b, c = _backend(url, concurrency=1).generate([_msgs(), _msgs(), _msgs()], SamplingConfig())
     assert a.text == "<answer>\\boxed{3}</answer>" and a.stop_reason == "</answer>"
     assert b.text == "plain end" and b.finish_reason == "stop" and b.stop_reason is None
     assert c.text == "<code>\ncut short" and c.finish_reason == "length"
@@ -370,28 +403,42 @@ def test_openai_stop_reason_and_length():
 def test_openai_concurrency_is_bounded():
     lock, state = threading.Lock(), {"now": 0, "peak": 0}
 
-    def handler(request):
+    def reply(body):
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
         time.sleep(0.05)
         with lock:
             state["now"] -= 1
-        return httpx.Response(200, json=_completion("ok"))
+        return _completion("ok")
 
-    be = _backend(handler, concurrency=3)
-    out = be.generate([_msgs() for _ in range(10)], SamplingConfig())
+    with scripted_endpoint(reply) as (url, _):
+        out = _backend(url, concurrency=3).generate([_msgs() for _ in range(10)], SamplingConfig())
     assert [g.text for g in out] == ["ok"] * 10
     assert state["peak"] == 3
 
 
 def test_openai_timeout_is_retried_then_reported():
-    def slow(request):
-        raise httpx.ReadTimeout("timed out", request=request)
+    def slow(body):
+        time.sleep(1.0)
+        return _completion("late")
 
-    be = _backend(slow, max_retries=1)
-    with pytest.raises(BackendError, match="ReadTimeout"):
-        be.generate([_msgs()], SamplingConfig())
+    with scripted_endpoint(slow) as (url, calls):
+        with pytest.raises(BackendError, match="after 2 attempts: APITimeoutError"):
+            _backend(url, timeout=0.2, max_retries=1).generate([_msgs()], SamplingConfig())
+    assert len(calls) == 2
+
+
+def test_openai_model_info_and_api_key(monkeypatch):
+    """``max_pixels="auto"`` asks ``/models`` once, without retries; the key is sent as a Bearer."""
+    with scripted_endpoint(lambda body: _completion("ok")) as (url, _):
+        t0 = time.perf_counter()
+        be = _backend(url, max_pixels="auto")  # /models answers 501 here: the default cap
+        assert be.max_pixels == 2_000_000 and time.perf_counter() - t0 < 2
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    assert OpenAIBackend("http://127.0.0.1:1/v1", "m", max_pixels=None)._client.api_key == "EMPTY"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    assert OpenAIBackend("http://127.0.0.1:1/v1", "m", max_pixels=None)._client.api_key == "sk-env"
 
 
 # ----------------------------------------------------------------------------- (b) vLLM

@@ -1,16 +1,16 @@
 """The OpenAI-compatible backend: any ``/chat/completions`` endpoint (``pyvision-gym serve``,
-``vllm serve``, hosted APIs) over ``httpx``, images as base64 PNG data URLs, with retries,
-timeouts and bounded concurrency."""
+``vllm serve``, hosted APIs) through the official ``openai`` client, images as base64 PNG
+data URLs, the requests of a batch sent concurrently."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from openai import APIConnectionError, APIStatusError, OpenAI, Timeout
 
 from pyvision_gym.agents.backends.base import Backend, BackendError
 from pyvision_gym.agents.chat import (
@@ -22,25 +22,27 @@ from pyvision_gym.agents.chat import (
     png_base64,
 )
 
-__all__ = ["DEFAULT_OPENAI_MAX_PIXELS", "RETRY_STATUS", "OpenAIBackend"]
+__all__ = ["DEFAULT_OPENAI_MAX_PIXELS", "RETRIED_STATUS", "OpenAIBackend"]
 
-# httpx rather than the openai SDK: one endpoint is needed, the retry policy (which statuses,
-# exponential backoff with jitter, Retry-After) stays explicit and testable, and httpx is
-# already a dependency of the openai package, so nothing extra is installed either way.
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 DEFAULT_OPENAI_MAX_PIXELS = 2_000_000  # PyVision-RL's prompt-image cap
+RETRIED_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+"""Statuses the ``openai`` client retries (with connection errors and timeouts)."""
 
 
 class OpenAIBackend(Backend):
-    """Chat completions over HTTP: ``POST {base_url}/chat/completions`` per conversation.
+    """Chat completions over HTTP with the official ``openai`` client, one request per chat.
 
-    Requests of a batch run on a thread pool of ``concurrency`` workers. Connection errors,
-    timeouts and statuses in :data:`RETRY_STATUS` are retried ``max_retries`` times with
-    exponential backoff (``backoff`` × 2^attempt, capped at ``max_backoff``, with jitter, or the
-    server's ``Retry-After``). Endpoints drop the stop string from the text (OpenAI semantics);
-    it is put back from vLLM-style ``stop_reason`` or inferred from the open tag.
-    ``max_pixels="auto"`` takes the per-image cap the server advertises in ``/models``
-    (``pyvision-gym serve`` does, so the model sees the same images as through :class:`HFBackend`).
+    The requests of a batch run on a thread pool of ``concurrency`` workers. Retries (of
+    connection errors, timeouts and the statuses in :data:`RETRIED_STATUS`, ``max_retries``
+    times with exponential backoff and the server's ``Retry-After``) and timeouts (``timeout``
+    per request, ``connect_timeout`` to connect) are the client's. ``api_key`` defaults to
+    ``$OPENAI_API_KEY``, else ``"EMPTY"`` (what vLLM-style local servers accept).
+
+    Endpoints drop the stop string from the text (OpenAI semantics); it is put back from
+    vLLM-style ``stop_reason`` or inferred from the open tag. ``max_pixels="auto"`` takes the
+    per-image cap the server advertises in ``/models`` (``pyvision-gym serve`` does, so the
+    model sees the same images as through :class:`HFBackend`). ``extra_body`` adds fields to
+    every request (e.g. vLLM's ``top_k``).
     """
 
     name = "openai"
@@ -53,29 +55,21 @@ class OpenAIBackend(Backend):
         timeout: float = 120.0,
         connect_timeout: float = 10.0,
         max_retries: int = 5,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
         concurrency: int = 8,
         max_pixels: int | str | None = "auto",
         extra_body: dict[str, Any] | None = None,
-        transport: Any = None,
     ) -> None:
-        import httpx
-
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.max_retries = int(max_retries)
-        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.max_retries = max(0, int(max_retries))
         self.concurrency = max(1, int(concurrency))
         self.extra_body = dict(extra_body or {})
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._client = httpx.Client(
+        key = api_key if api_key is not None else (os.environ.get("OPENAI_API_KEY") or "EMPTY")
+        self._client = OpenAI(
             base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-            transport=transport,
+            api_key=key,
+            timeout=Timeout(float(timeout), connect=float(connect_timeout)),
+            max_retries=self.max_retries,
         )
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="vlm-openai")
         self._model_info: dict[str, Any] | None = None
@@ -105,8 +99,9 @@ class OpenAIBackend(Backend):
             out.append({"role": m["role"], "content": parts})
         return out
 
-    def _body(self, conversation: Sequence[Message], sampling: SamplingConfig) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _request(self, conversation: Sequence[Message], sampling: SamplingConfig) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for one chat."""
+        kw: dict[str, Any] = {
             "model": self.model,
             "messages": self.to_openai_messages(conversation),
             "max_tokens": int(sampling.max_new_tokens),
@@ -114,50 +109,34 @@ class OpenAIBackend(Backend):
             "n": 1,
         }
         if sampling.temperature > 0:
-            body["top_p"] = float(sampling.top_p)
+            kw["top_p"] = float(sampling.top_p)
         if sampling.stop:
-            body["stop"] = list(sampling.stop)[:4]  # the OpenAI API accepts at most 4
+            kw["stop"] = list(sampling.stop)[:4]  # the OpenAI API accepts at most 4
         if sampling.seed is not None:
-            body["seed"] = int(sampling.seed)
-        body.update(self.extra_body)
-        return body
+            kw["seed"] = int(sampling.seed)
+        if self.extra_body:
+            kw["extra_body"] = self.extra_body
+        return kw
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
-        base = min(self.max_backoff, self.backoff * (2**attempt))
-        return base * (0.5 + random.random() / 2)
-
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                r = self._client.post("/chat/completions", json=body)
-            except (httpx.TransportError, httpx.TimeoutException) as e:
-                last = f"{type(e).__name__}: {e}"
-            else:
-                if r.status_code == 200:
-                    return r.json()
-                last = f"HTTP {r.status_code}: {r.text[:500]}"
-                if r.status_code not in RETRY_STATUS:
-                    raise BackendError(f"{self.base_url}/chat/completions refused the request: {last}")
-                retry_after = r.headers.get("retry-after")
-            if attempt < self.max_retries:
-                time.sleep(self._delay(attempt, retry_after))
-        raise BackendError(f"{self.base_url}/chat/completions failed after {self.max_retries + 1} attempts: {last}")
+    def _post(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One chat completion as a dict; the client's errors as :class:`BackendError`."""
+        url = f"{self.base_url}/chat/completions"
+        try:
+            return self._client.chat.completions.create(**request).to_dict()
+        except APIStatusError as e:
+            detail = f"HTTP {e.status_code}: {e.message}"[:500]
+            if e.status_code in RETRIED_STATUS:
+                raise BackendError(f"{url} failed after {self.max_retries + 1} attempts: {detail}") from e
+            raise BackendError(f"{url} refused the request: {detail}") from e
+        except APIConnectionError as e:  # includes timeouts
+            raise BackendError(f"{url} failed after {self.max_retries + 1} attempts: {type(e).__name__}: {e}") from e
 
     def _one(self, conversation: Sequence[Message], sampling: SamplingConfig) -> Generation:
-        data = self._post(self._body(conversation, sampling))
+        data = self._post(self._request(conversation, sampling))
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError) as e:
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise BackendError(f"malformed chat completion: {json.dumps(data)[:500]}") from e
         finish = choice.get("finish_reason") or "stop"
         usage = data.get("usage") or {}
@@ -179,12 +158,11 @@ class OpenAIBackend(Backend):
         """The endpoint's ``/models`` entry for this model (cached; empty when unavailable)."""
         if self._model_info is None:
             try:
-                r = self._client.get("/models")
-                if r.status_code != 200:
-                    return {}
-                self._model_info = next((m for m in r.json().get("data", []) if m.get("id") == self.model), {})
+                listing = self._client.with_options(max_retries=0, timeout=10.0).models.list()
+                entries = [m.to_dict() for m in listing.data]
             except Exception:  # identity is best effort (asked again next time): never fail a run over it
                 return {}
+            self._model_info = next((m for m in entries if m.get("id") == self.model), {})
         return self._model_info
 
     def describe(self) -> dict[str, Any]:

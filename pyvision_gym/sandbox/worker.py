@@ -10,6 +10,7 @@ serves ``exec`` calls until the host closes it or the zygote kills it.
 from __future__ import annotations
 
 import linecache
+import mmap
 import os
 import shutil
 import signal
@@ -183,6 +184,18 @@ def _clip(text: str, limit: int) -> str:
 # ============================================================================================
 # the episode process
 # ============================================================================================
+def _image_from_fd(fd: int, mode: str, size: tuple[int, int]) -> Any:
+    """A PIL image of the raw pixels in memfd ``fd`` (mapped read-only; the fd is closed)."""
+    from PIL import Image
+
+    length = size[0] * size[1] * len(mode)
+    try:
+        with mmap.mmap(fd, length, prot=mmap.PROT_READ) as mapped:
+            return Image.frombytes(mode, size, mapped)
+    finally:
+        os.close(fd)
+
+
 def _preload(images: list[dict[str, Any]], blobs: list[bytearray], videos: list[dict[str, Any]], fds: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
     import matplotlib.pyplot as plt
     import numpy as np
@@ -192,8 +205,12 @@ def _preload(images: list[dict[str, Any]], blobs: list[bytearray], videos: list[
 
     ns: dict[str, Any] = {"np": np, "plt": plt, "Image": Image}
     info: dict[str, Any] = {}
-    for spec, blob in zip(images, blobs, strict=True):
-        ns[spec["name"]] = Image.frombytes(spec["mode"], tuple(spec["size"]), blob)  # no extra copy
+    in_blobs = iter(blobs)
+    for spec in images:
+        if "fd" in spec:  # raw pixels in a sealed memfd from the host: map it, build the image
+            ns[spec["name"]] = _image_from_fd(fds[spec["fd"]], spec["mode"], tuple(spec["size"]))
+        else:
+            ns[spec["name"]] = Image.frombytes(spec["mode"], tuple(spec["size"]), next(in_blobs))
     for spec in videos:
         fd = fds[spec["fd"]]
         handle = VideoHandle(f"/proc/self/fd/{fd}")
