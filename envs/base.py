@@ -58,8 +58,17 @@ class TaskFamily(abc.ABC):
     description: str = ""
     difficulties: tuple[int, ...] = (0, 1, 2)
 
-    @abc.abstractmethod
-    def generate(self, seed: int, difficulty: int, cache_dir: Path) -> Task: ...
+    tries: int = 1  # attempts ``generate`` gives ``build`` (the retry loop), each freshly seeded
+
+    def generate(self, seed: int, difficulty: int, cache_dir: Path) -> Task:
+        """The task for ``seed`` and ``difficulty``: :meth:`build` with the task's generator, then
+        with fresh seeded ones while it returns None (at most ``tries`` attempts). Families
+        override ``build`` (MiniGrid's one generation hook) or, when no retry is needed, this."""
+        return self.retry(seed, difficulty, lambda rng: self.build(rng, seed, difficulty, cache_dir), self.tries)
+
+    def build(self, rng: np.random.Generator, seed: int, difficulty: int, cache_dir: Path) -> Task | None:
+        """One attempt at a task drawn from ``rng``; None when the draw is unusable."""
+        raise NotImplementedError(f"{type(self).__name__} overrides neither generate() nor build()")
 
     @abc.abstractmethod
     def expert(self, task: Task) -> list[str]: ...

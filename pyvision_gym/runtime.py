@@ -120,41 +120,25 @@ class Runtime:
         self._await_ready()
         if self._proc is None or self._proc.poll() is not None:
             status = self._replace_worker(limit)
-            return ExecResult(
-                error=(
-                    f"RuntimeError: the runtime's sandbox process had exited ({status}). It was restarted: "
-                    f"variables, imports and figures from earlier calls are lost; {self._inputs_phrase()}."
-                ),
-                error_type="WorkerDied",
-                state_lost=True,
-                seconds=time.perf_counter() - t0,
-            )
+            return self._restarted("WorkerDied", f"RuntimeError: the runtime's sandbox process had exited ({status}).", t0)
         try:
             wire.send(self._sock, {"op": "exec", "code": code})
             header, blobs, _ = wire.recv(self._sock, timeout=limit, max_header=self._max_header(code), max_blobs=self._max_blob_bytes())
         except wire.WireTimeout:
             self._replace_worker(limit)
-            return ExecResult(
-                error=(
-                    f"TimeoutError: the code did not finish within {limit:g} s and was stopped. The runtime was "
-                    f"restarted: variables, imports and figures from earlier calls are lost; {self._inputs_phrase()}."
-                ),
-                error_type="Timeout",
-                state_lost=True,
-                seconds=time.perf_counter() - t0,
-            )
+            return self._restarted("Timeout", f"TimeoutError: the code did not finish within {limit:g} s and was stopped.", t0)
         except (wire.WireError, OSError):
             status = self._replace_worker(limit)
-            return ExecResult(
-                error=(
-                    f"RuntimeError: the runtime process died while running this code ({status}). It was restarted: "
-                    f"variables, imports and figures from earlier calls are lost; {self._inputs_phrase()}."
-                ),
-                error_type="WorkerDied",
-                state_lost=True,
-                seconds=time.perf_counter() - t0,
-            )
+            return self._restarted("WorkerDied", f"RuntimeError: the runtime process died while running this code ({status}).", t0)
         return self._result(header, blobs, time.perf_counter() - t0)
+
+    def _restarted(self, error_type: str, what: str, t0: float) -> ExecResult:
+        """The result of a call whose worker was replaced: what happened, and that state is lost."""
+        return ExecResult(
+            error=f"{what} The runtime was restarted: variables, imports and figures from earlier calls are "
+                  f"lost; {self._inputs_phrase()}.",
+            error_type=error_type, state_lost=True, seconds=time.perf_counter() - t0,
+        )
 
     def close(self) -> None:
         """Stop the worker and free everything the runtime holds."""

@@ -294,6 +294,12 @@ def _to_fraction(x: float | int | Fraction) -> Fraction:
     return Fraction(repr(float(x)))
 
 
+def _prediction_and_truth(pred: str, answer: str | float) -> tuple[Fraction | None, Fraction | None]:
+    """The single number in ``pred`` and the ground truth, both exact (None when missing)."""
+    y = _to_fraction(answer) if isinstance(answer, (int, float)) else extract_number(str(answer))
+    return extract_number(pred), y
+
+
 def score_number(
     pred: str, answer: str | float, rel_tol: float = 0.0, abs_tol: float = 0.0
 ) -> float:
@@ -302,12 +308,7 @@ def score_number(
     Within tolerance means ``|p - y| <= max(rel_tol * |y|, abs_tol)``, computed exactly
     (decimal strings become fractions), so "12.0" equals "12" with zero tolerance.
     """
-    p = extract_number(pred)
-    y = (
-        extract_number(str(answer))
-        if not isinstance(answer, (int, float))
-        else _to_fraction(answer)
-    )
+    p, y = _prediction_and_truth(pred, answer)
     if p is None or y is None:
         return 0.0
     bound = max(_to_fraction(rel_tol) * abs(y), _to_fraction(abs_tol))
@@ -321,12 +322,7 @@ def score_mra(pred: str, answer: str | float) -> float:
     No single number in ``pred`` gives 0.0. For y == 0 the relative error is undefined:
     the score is 1.0 if ŷ == 0 exactly, else 0.0.
     """
-    p = extract_number(pred)
-    y = (
-        extract_number(str(answer))
-        if not isinstance(answer, (int, float))
-        else _to_fraction(answer)
-    )
+    p, y = _prediction_and_truth(pred, answer)
     if p is None or y is None:
         return 0.0
     if y == 0:

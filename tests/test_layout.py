@@ -4,6 +4,7 @@ one module name per file, and every package shipped."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,28 @@ def test_license_file_matches_pyproject():
     assert project["license-files"] == ["LICENSE"]
     text = (REPO / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def _readme_commands() -> set[tuple[str, ...]]:
+    """The distinct ``pyvision-gym SUB[ SUB]`` and ``python -m MODULE`` commands the README shows."""
+    text = (REPO / "README.md").read_text() + (REPO / "benchmarks" / "README.md").read_text()
+    found: set[tuple[str, ...]] = set()
+    for m in re.finditer(r"python -m ([\w.]+)", text):
+        found.add(("-m", m.group(1)))
+    for m in re.finditer(r"(?:^|`)pyvision-gym ([a-z-]+)(?: ([a-z]+))?", text, re.MULTILINE):
+        sub = m.group(1)
+        found.add((sub, m.group(2)) if sub == "suites" and m.group(2) else (sub,))
+    return found
+
+
+def test_readme_commands_work_from_any_directory(tmp_path):
+    commands = _readme_commands()
+    assert ("-m", "pyvision_gym.benchmarks.runtime_bench") in commands and ("eval",) in commands
+    cli = Path(sys.executable).with_name("pyvision-gym")
+    failures = []
+    for cmd in sorted(commands):
+        argv = [sys.executable, "-m", cmd[1]] if cmd[0] == "-m" else [str(cli), *cmd]
+        proc = subprocess.run([*argv, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            failures.append(f"{' '.join(cmd)}: {proc.stderr.strip()[-300:]}")
+    assert failures == []

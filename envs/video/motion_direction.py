@@ -72,16 +72,12 @@ class MotionDirection(TaskFamily):
     name = "motion_direction"
     modality = "video"
     salt = 105
+    tries = 50
     description = (
         "Direction of motion of a shape (8 compass directions) or which shape moves fastest."
     )
 
-    def generate(self, seed: int, difficulty: int, cache_dir: Path) -> Task:
-        return self.retry(
-            seed, difficulty, lambda rng: self._build(rng, seed, difficulty, cache_dir), tries=50
-        )
-
-    def _build(
+    def build(
         self, rng: np.random.Generator, seed: int, difficulty: int, cache_dir: Path
     ) -> Task | None:
         fps, n = pick_timing(rng, difficulty)

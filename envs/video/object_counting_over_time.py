@@ -51,14 +51,10 @@ class ObjectCountingOverTime(TaskFamily):
     name = "object_counting_over_time"
     modality = "video"
     salt = 106
+    tries = 50
     description = "Count the distinct shapes that appear over the video; they are never all on screen at once."
 
-    def generate(self, seed: int, difficulty: int, cache_dir: Path) -> Task:
-        return self.retry(
-            seed, difficulty, lambda rng: self._build(rng, seed, difficulty, cache_dir), tries=50
-        )
-
-    def _build(
+    def build(
         self, rng: np.random.Generator, seed: int, difficulty: int, cache_dir: Path
     ) -> Task | None:
         fps, n = pick_timing(rng, difficulty)

@@ -60,17 +60,13 @@ class SpatialScene(TaskFamily):
     name = "spatial_scene"
     modality = "video"
     salt = 107
+    tries = 100
     description = (
         "VSI-Bench-like room seen by a sliding top-down camera: relative direction/distance, "
         "object count, sizes and distances in metres."
     )
 
-    def generate(self, seed: int, difficulty: int, cache_dir: Path) -> Task:
-        return self.retry(
-            seed, difficulty, lambda rng: self._build(rng, seed, difficulty, cache_dir), tries=100
-        )
-
-    def _build(
+    def build(
         self, rng: np.random.Generator, seed: int, difficulty: int, cache_dir: Path
     ) -> Task | None:
         level = SCENE_LEVELS[difficulty]

@@ -83,16 +83,12 @@ class StateAtTime(TaskFamily):
     name = "state_at_time"
     modality = "video"
     salt = 103
+    tries = 50
     description = (
         "Colour of a shape at a given time (or when another shape changes colour); multiple choice."
     )
 
-    def generate(self, seed: int, difficulty: int, cache_dir: Path) -> Task:
-        return self.retry(
-            seed, difficulty, lambda rng: self._build(rng, seed, difficulty, cache_dir), tries=50
-        )
-
-    def _build(
+    def build(
         self, rng: np.random.Generator, seed: int, difficulty: int, cache_dir: Path
     ) -> Task | None:
         fps, n = pick_timing(rng, difficulty)
