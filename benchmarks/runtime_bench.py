@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -120,8 +121,6 @@ def make_image() -> Image.Image:
 
 def write_video(path: Path, frames: int = VIDEO_FRAMES) -> Path:
     """A real H.264 mp4 (libx264, yuv420p, GOP 12, no scene-cut keyframes) of moving content."""
-    import av
-
     w, h = VIDEO_SIZE
     y, x = np.mgrid[0:h, 0:w]
     rng = np.random.default_rng(1)

@@ -25,6 +25,7 @@ from . import namespace, policy, wire
 from .capture import BoundedWriter, Display
 from .library_guards import patch_libraries
 from .limits import apply_rlimits, apply_seccomp
+from .video import VideoHandle
 
 SCRATCH_ROOT_ENV = "PYVISION_SCRATCH_ROOT"
 
@@ -200,8 +201,6 @@ def _preload(images: list[dict[str, Any]], blobs: list[bytearray], videos: list[
     import matplotlib.pyplot as plt
     import numpy as np
     from PIL import Image
-
-    from .video import VideoHandle
 
     ns: dict[str, Any] = {"np": np, "plt": plt, "Image": Image}
     info: dict[str, Any] = {}
