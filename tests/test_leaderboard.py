@@ -1,4 +1,5 @@
-"""The leaderboard: grouping, ranking, suite-hash refusal, Markdown, and the HTML page in headless Chromium."""
+"""The leaderboard: grouping, ranking, suite-hash refusal, Markdown, the plots (one colour per agent,
+no overlapping texts, the same-tokens note), and the HTML page in headless Chromium."""
 
 from __future__ import annotations
 
@@ -12,14 +13,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_runs import chromium, keep_screenshot, parse_dom, pixel_stats, select, write_run
+from fixtures_runs import (
+    chromium,
+    has_colour,
+    keep_screenshot,
+    parse_dom,
+    pixel_stats,
+    select,
+    wilson,
+    write_run,
+)
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 
+from pyvision_gym.evaluation.board import agent_colors
 from pyvision_gym.evaluation.leaderboard import (
     LeaderboardError,
     SuiteHashMismatch,
     build_leaderboard,
     main,
+)
+from pyvision_gym.evaluation.plot_labels import LABEL_GID
+from pyvision_gym.evaluation.plots import (
+    NOTE_GID,
+    family_figure,
+    same_tokens,
+    short_label,
+    token_figure,
+    token_plot,
 )
 
 IMG_SUITE, VID_SUITE = "fixture-image-mini", "fixture-video-mini"
@@ -221,3 +245,157 @@ def test_leaderboard_html_in_chromium(runs: dict[str, Path], suites_dir: Path, t
     keep_screenshot(png, "leaderboard.png")
     std, colours = pixel_stats(png)
     assert std > 10 and colours > 50, (std, colours)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _texts(fig: Figure) -> list[tuple[str, Bbox]]:
+    """Every visible, non-empty text of a one-axes figure with its rendered box (boxed texts with their box)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    ticks = [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]  # ticks out of view are not drawn
+    ticks += [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1]
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ticks, *ax.texts]
+    texts += [t for legend in fig.legends for t in legend.get_texts()]
+    out = []
+    for t in texts:
+        if not (t.get_visible() and t.get_text().strip()):
+            continue
+        box = Text.get_window_extent(t, renderer)  # the text alone, without an annotation's leader line
+        patch = t.get_bbox_patch()
+        out.append((t.get_text(), Bbox.union([box, patch.get_window_extent(renderer)]) if patch else box))
+    return out
+
+
+def _assert_no_overlap(fig: Figure) -> list[tuple[str, Bbox]]:
+    texts = _texts(fig)
+    inside = fig.bbox.padded(0.5)
+    for i, (a, box) in enumerate(texts):
+        assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), f"{a!r} outside the figure: {box}"
+        for b, other in texts[i + 1 :]:
+            assert not box.overlaps(other), f"{a!r} overlaps {b!r}"
+    return texts
+
+
+def _labels(fig: Figure) -> list[str]:
+    """The names in the scatter's point labels (one per line)."""
+    return [line for t in fig.axes[0].texts if t.get_gid() == LABEL_GID for line in t.get_text().splitlines()]
+
+
+def _note(fig: Figure) -> str | None:
+    notes = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == NOTE_GID]
+    return notes[0] if notes else None
+
+
+def _plain_run(root: Path, agent: str, acc: float, tokens: float, families: dict[str, float], full: float | None = None) -> Path:
+    """A minimal documented-layout run folder with the given numbers."""
+    d = root / re.sub(r"[^A-Za-z0-9]+", "-", agent)
+    d.mkdir(parents=True)
+    n = 8
+    summary = {
+        "suite": {"name": "synthetic", "hash": "feed", "modality": "video" if full else "image"},
+        "agent": {"spec": agent},
+        "episodes": n,
+        "accuracy": {
+            "overall": {"mean": acc, "ci95": wilson(round(acc * n), n), "n": n},
+            "per_family": {f: {"mean": m, "ci95": wilson(round(m * n), n), "n": n} for f, m in families.items()},
+        },
+        "visual_tokens": {"mean": tokens},
+    }
+    if full is not None:
+        summary["visual_tokens_full_video"] = {"mean": full}
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+def test_one_colour_per_agent_across_suites(runs: dict[str, Path], suites_dir: Path, tmp_path: Path) -> None:
+    res = build_leaderboard(list(runs.values()), tmp_path / "out", suites_dir=suites_dir)
+    expected = agent_colors([r.label for b in res.suites for r in b.runs])
+    assert sorted(expected) == ["blind-guess", "scripted:oracle", "vllm:Qwen/Qwen2.5-VL-7B|t=0"]
+    assert list(expected.values()) == ["#1f77b4", "#ff7f0e", "#2ca02c"]  # sorted labels take tab10 in order
+    for b in res.suites:
+        assert {r.label: r.color for r in b.runs} == {r.label: expected[r.label] for r in b.runs}
+        for fig in (family_figure(b), token_figure(b)):
+            handles = fig.legends[0].legend_handles
+            legend = {t.get_text(): to_hex(h.get_facecolor()) for t, h in zip(fig.legends[0].get_texts(), handles, strict=True)}
+            assert legend == {r.label: r.color for r in b.runs}
+    # the oracle's colour shows in the image suite's and the video suite's plots alike, in the table swatches too
+    html = res.html_path.read_text()
+    oracle = tuple(int(expected["scripted:oracle"][i : i + 2], 16) for i in (1, 3, 5))
+    for i, b64 in enumerate(re.findall(r'src="data:image/png;base64,([^"]+)"', html)):
+        png = tmp_path / f"plot{i}.png"
+        png.write_bytes(base64.b64decode(b64))
+        assert has_colour(png, oracle, tol=8), png
+    assert html.count(f'class="swatch" style="background: {expected["scripted:oracle"]}"') == 2
+    assert agent_colors(["b", "a", "a"]) == {"a": "#1f77b4", "b": "#ff7f0e"}
+    many = agent_colors([f"agent-{i:02d}" for i in range(30)])
+    assert len(set(many.values())) == 30
+
+
+def test_point_labels_never_overlap(tmp_path: Path, suites_dir: Path) -> None:
+    """Eight agents, four on the very same spot and two a hair away: every name is shown, no two texts touch."""
+    same = {"skill": 0.5, "seed": 7, "episodes": 12}
+    dirs = [write_run(tmp_path / f"same{i}", agent=f"agent-{i}", **same) for i in range(4)]
+    dirs += [
+        write_run(tmp_path / "near-a", agent="near-a", token_scale=1.02, **same),
+        write_run(tmp_path / "near-b", agent="near-b", token_scale=0.98, **same),
+        write_run(tmp_path / "long", agent="vllm:Qwen/Qwen2.5-VL-72B-Instruct-AWQ|t=0.7|top_p=0.95", skill=0.55, seed=9, episodes=12),
+        write_run(tmp_path / "zero", agent="blind", skill=0.5, seed=7, episodes=12, kinds=("direct",)),
+    ]
+    board = build_leaderboard(dirs, tmp_path / "out", suites_dir=suites_dir).suites[0]
+    tokens = [r.number("visual_tokens") for r in board.runs]
+    accs = [r.accuracy for r in board.runs]
+    assert len(board.runs) == 8 and len(set(zip(tokens, accs, strict=True))) <= 5  # several coincide
+    fig = token_figure(board)
+    _assert_no_overlap(fig)
+    names = _labels(fig)
+    shown = {n.removesuffix(" (0 tokens)") for n in names}
+    assert len(names) == 8 and shown == {short_label(r.label, 32) for r in board.runs}
+    assert _note(fig) is None
+    png = tmp_path / "tokens.png"
+    png.write_bytes(base64.b64decode(token_plot(board)))
+    for r in board.runs:  # coinciding agents are drawn as rings: every colour shows
+        assert has_colour(png, tuple(int(r.color[i : i + 2], 16) for i in (1, 3, 5)), tol=8), r.label
+    _assert_no_overlap(family_figure(board))
+
+
+def test_family_ticks_and_legend_fit(tmp_path: Path, suites_dir: Path) -> None:
+    """Many long family names and agents: tick labels wrap or slant, the legend wraps into rows."""
+    families = {f"family_with_a_rather_long_name_{i}": 0.1 * i for i in range(10)}
+    dirs = [_plain_run(tmp_path, f"agent-with-a-long-name-number-{i}", 0.5, 100.0 * (i + 1), families) for i in range(9)]
+    board = build_leaderboard(dirs, tmp_path / "out", suites_dir=suites_dir).suites[0]
+    fig = family_figure(board)
+    texts = _assert_no_overlap(fig)
+    assert sum(t.startswith("agent-with") for t, _ in texts) == 9
+    _assert_no_overlap(token_figure(board))
+
+
+def test_token_plot_note_when_all_agents_spend_the_same(tmp_path: Path, suites_dir: Path) -> None:
+    """Same tokens for every agent: the plot stays and says so; different tokens: no note."""
+    fams = {"counting": 0.5}
+    same = [_plain_run(tmp_path / "same", f"a{i}", acc, 3084.0, fams) for i, acc in enumerate((1.0, 0.375, 0.125, 0.125))]
+    board = build_leaderboard(same, tmp_path / "o1", suites_dir=suites_dir).suites[0]
+    fig = token_figure(board)
+    assert _note(fig) == "every agent spent 3,084 visual tokens per episode"
+    _assert_no_overlap(fig)
+    assert sorted(_labels(fig)) == ["a0", "a1", "a2", "a3"]
+
+    zero = [_plain_run(tmp_path / "zero", f"v{i}", acc, 0.0, fams, full=1200.0) for i, acc in enumerate((1.0, 0.0, 0.0))]
+    board = build_leaderboard(zero, tmp_path / "o2", suites_dir=suites_dir).suites[0]
+    fig = token_figure(board)
+    assert _note(fig) == "every agent spent 0 visual tokens per episode"
+    texts = [t for t, _ in _assert_no_overlap(fig)]
+    assert "whole video (2 fps)" in texts  # the video suite keeps its full-video reference
+    assert "mean visual tokens per episode (log); 0 plotted at 1" in texts
+
+    mixed = [_plain_run(tmp_path / "mixed", f"m{i}", 0.5, tok, fams, full=1200.0) for i, tok in enumerate((0.0, 1080.0, 300.0))]
+    board = build_leaderboard(mixed, tmp_path / "o3", suites_dir=suites_dir).suites[0]
+    fig = token_figure(board)
+    assert _note(fig) is None and same_tokens(board) is None
+    texts = [t for t, _ in _assert_no_overlap(fig)]
+    assert "whole video (2 fps)" in texts
+    one = build_leaderboard(same[:1], tmp_path / "o4", suites_dir=suites_dir).suites[0]
+    assert same_tokens(one) is None and _note(token_figure(one)) is None

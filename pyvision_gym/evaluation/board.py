@@ -3,6 +3,7 @@ per suite and ranked."""
 
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import re
@@ -18,6 +19,7 @@ __all__ = [
     "RunEntry",
     "SuiteBoard",
     "SuiteHashMismatch",
+    "agent_colors",
     "ci_bounds",
     "is_num",
     "load_runs",
@@ -25,9 +27,10 @@ __all__ = [
 ]
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Qualitative palette (data table): matplotlib's tab10, then tab20's lighter partners of the same hues.
 _PALETTE = (
-    "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
-    "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd", "#1b9e77", "#7570b3",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )
 
 
@@ -48,7 +51,7 @@ class RunEntry:
     stats: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     rank: int = 0
-    color: str = "#4c72b0"
+    color: str = "#1f77b4"
 
     def __post_init__(self) -> None:
         if not self.stats:
@@ -115,7 +118,7 @@ class SuiteBoard:
         return self.modality == "video" or any(r.number("full_video_tokens") is not None for r in self.runs)
 
 
-# ----------------------------------------------------------------------------- numbers
+# ----------------------------------------------------------------------------- numbers and colours
 
 
 def is_num(x: Any) -> bool:
@@ -129,6 +132,23 @@ def ci_bounds(stats: dict[str, Any] | None) -> tuple[float, float] | None:
     if isinstance(ci, list | tuple) and len(ci) == 2 and all(is_num(v) for v in ci):
         return float(ci[0]), float(ci[1])
     return None
+
+
+def agent_colors(labels: Sequence[str]) -> dict[str, str]:
+    """One colour per agent label, the same whatever suite it appears on.
+
+    The distinct labels, sorted, take the palette in order (tab10, then tab20's lighter
+    hues); past 20 agents, further hues are spread by the golden ratio. Deterministic: the
+    same set of labels always gets the same colours.
+    """
+    colors = {}
+    for i, label in enumerate(sorted(set(labels))):
+        if i < len(_PALETTE):
+            colors[label] = _PALETTE[i]
+        else:
+            r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.8)
+            colors[label] = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+    return colors
 
 
 # ----------------------------------------------------------------------------- loading and ranking
@@ -252,6 +272,8 @@ def _rank(runs: list[RunEntry]) -> list[RunEntry]:
 
 
 def make_boards(runs: list[RunEntry], expected_hashes: dict[str, str] | None, suites_dir: Path) -> list[SuiteBoard]:
+    """The runs grouped per suite (sorted by name), hash-checked and ranked; each run's
+    ``color`` comes from one :func:`agent_colors` map over every run of every suite."""
     groups: dict[str, list[RunEntry]] = {}
     for r in runs:
         groups.setdefault(r.suite_name, []).append(r)
@@ -265,8 +287,6 @@ def make_boards(runs: list[RunEntry], expected_hashes: dict[str, str] | None, su
         for r in members:
             r.label = r.agent if counts[r.agent] == 1 else f"{r.agent} ({r.run_dir.name})"
         ranked = _rank(members)
-        for i, r in enumerate(ranked):
-            r.color = _PALETTE[i % len(_PALETTE)]
         families = sorted({f for r in ranked for f in r.stats["per_family"]})
         modalities = sorted({r.modality for r in ranked if r.modality})
         notes = []
@@ -295,4 +315,8 @@ def make_boards(runs: list[RunEntry], expected_hashes: dict[str, str] | None, su
                 notes=notes,
             )
         )
+    colors = agent_colors([r.label for b in boards for r in b.runs])
+    for b in boards:
+        for r in b.runs:
+            r.color = colors[r.label]
     return boards

@@ -11,7 +11,8 @@ Agents are ranked by overall accuracy (ties share a rank; fewer visual tokens li
 
 Writes ``leaderboard.md`` (printed too) and ``leaderboard.html`` (self-contained: inline CSS,
 plots as embedded PNG): per suite, the table plus accuracy per family (grouped bars with 95%
-CI whiskers) and accuracy against mean visual tokens (log x).
+CI whiskers) and accuracy against mean visual tokens (log x; a note says so when every agent
+spent the same tokens). An agent has one colour on every suite's table and plots.
 """
 
 from __future__ import annotations
