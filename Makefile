@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev,vlm]"
+	$(PY) -m pip install -q -e ".[dev,vlm,train]"
 	@touch $(STAMP)
 
 # OS packages: bubblewrap (the runtime's namespace sandbox), libseccomp (its syscall filter)

@@ -1,0 +1,1 @@
+"""Advantage estimators and policy losses, each a small registered function (see registry.py)."""

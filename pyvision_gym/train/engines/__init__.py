@@ -1,0 +1,1 @@
+"""Generation engines: token ids (and images) in, token ids, log-probs and finish reasons out."""
