@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {"a_assign", "a_print", "b_crop_zoom_show", "c_video_frame", "d_reset_image", "d_reset_empty"}
 DESIGNS = {"floor", "runtime", "naive"}
 TARGETED = {"a_assign", "a_print", "b_crop_zoom_show", "d_reset_image", "d_reset_empty"}
@@ -23,8 +22,8 @@ TARGETED = {"a_assign", "a_print", "b_crop_zoom_show", "d_reset_image", "d_reset
 def test_runtime_bench_quick_writes_complete_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.runtime_bench", "--quick", "--repeats", "3", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, "-m", "pyvision_gym.benchmarks.runtime_bench", "--quick", "--repeats", "3", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "targets met" in proc.stdout
@@ -52,3 +51,34 @@ def test_runtime_bench_quick_writes_complete_json(tmp_path: Path) -> None:
     meta = data["meta"]
     for field in ("cpu_count", "python", "isolation_method", "isolation", "date_utc"):
         assert meta[field], field
+
+
+@pytest.mark.slow
+def test_reset_bench_compares_both_transports(tmp_path: Path) -> None:
+    out = tmp_path / "reset.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvision_gym.benchmarks.reset_bench", "--repeats", "2", "--env-seeds", "2",
+         "--cache", str(tmp_path / "media"), "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"runtime 2000x1500", "runtime 7277x4313", "env PyVisionImage-v0"}
+    for case in results.values():
+        assert set(case) == {"socket", "memfd"}
+        for measures in case.values():
+            assert all(m["median"] > 0 and m["n"] == 2 for m in measures.values())
+    assert "socket (before)" in proc.stdout and "memfd (now)" in proc.stdout
+
+
+def test_parsing_bench_times_both_parsers(tmp_path: Path) -> None:
+    out = tmp_path / "parsing.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyvision_gym.benchmarks.parsing_bench", "--max-chars", "4000", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert {r["chars"] for r in data["rows"]} <= {996, 1000, 1011, 1014, 3996, 4000, 4014}
+    assert all(r["linear_ms"] > 0 and r["lazy_regex_ms"] is not None for r in data["rows"])
+    assert data["worst_ms"] > 0 and "worst case" in proc.stdout
