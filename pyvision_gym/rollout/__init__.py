@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .agent import Agent, Episode, Observation
+from .agent import Agent, EndEpisode, Episode, Observation
 from .engine import RolloutEngine
 from .records import ERROR_END_REASONS, ROW_FIELDS, EpisodeRecord, TaskSpec, TranscriptTurn
 
@@ -15,6 +15,7 @@ __all__ = [
     "ERROR_END_REASONS",
     "ROW_FIELDS",
     "Agent",
+    "EndEpisode",
     "Episode",
     "EpisodeRecord",
     "Observation",

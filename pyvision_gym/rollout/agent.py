@@ -40,18 +40,37 @@ class Episode:
         return len(self.turns)
 
 
+@dataclass(frozen=True)
+class EndEpisode:
+    """What ``Agent.act`` returns instead of a turn's text to end that episode now.
+
+    The rollout engine does not step the environment: the episode ends with end reason
+    ``reason`` (upper case, e.g. the trainer's ``OVER_LENGTH`` when the next observation no
+    longer fits the model's context), reward 0 and not correct; ``detail`` goes to the
+    record's ``error`` field.
+    """
+
+    reason: str
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.reason or not self.reason.isupper():
+            raise ValueError(f"an end reason is an upper-case word such as OVER_LENGTH, got {self.reason!r}")
+
+
 class Agent(abc.ABC):
     """Produces the next turn's text for a batch of episodes.
 
     ``act`` receives every episode that still needs a turn and returns one string per
-    episode, in order. Agents are built from a spec string (see ``pyvision_gym.agents.registry``).
+    episode, in order, or an :class:`EndEpisode` for an episode the agent ends itself.
+    Agents are built from a spec string (see ``pyvision_gym.agents.registry``).
     """
 
     spec: str = ""
     privileged: bool = False  # needs ``Episode.task`` (scripted agents)
 
     @abc.abstractmethod
-    def act(self, episodes: Sequence[Episode]) -> list[str]: ...
+    def act(self, episodes: Sequence[Episode]) -> list[str | EndEpisode]: ...
 
     def describe(self) -> dict[str, Any]:
         """Identity for result files: spec, and whatever pins the agent (model hash, ...)."""

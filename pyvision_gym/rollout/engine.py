@@ -13,7 +13,9 @@ episode ends when its environment terminates or truncates it, and becomes an
 Failures stay inside their episode: when ``agent.act`` raises (or returns something other
 than one string per episode) the batch is retried one episode at a time and the failing ones
 end as ``AGENT_ERROR``; an environment that raises ends its episode as ``ENV_ERROR`` and is
-closed and replaced. The other episodes go on.
+closed and replaced. The other episodes go on. An agent may end an episode itself by
+returning :class:`~pyvision_gym.rollout.agent.EndEpisode` for it: the environment is not
+stepped and the record carries the agent's end reason (reward 0).
 
 The engine writes no files and knows nothing of suites: callers pass an ``image_sink`` that
 turns a turn's images into references (file names, say) and a ``fingerprint`` of each task.
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .agent import Agent, Episode, Observation
+from .agent import Agent, EndEpisode, Episode, Observation
 from .records import EpisodeRecord, TaskSpec, TranscriptTurn
 
 __all__ = ["EnvFactory", "ImageSink", "RolloutEngine"]
@@ -155,10 +157,13 @@ class RolloutEngine:
         run.info, run.reward = dict(info), float(reward)
         return bool(terminated or truncated)
 
-    def _apply(self, run: _Running, action: str | BaseException) -> tuple[str, str | None]:
-        """Step one episode: ("running" | "ended" | "AGENT_ERROR" | "ENV_ERROR", error text)."""
+    def _apply(self, run: _Running, action: str | EndEpisode | BaseException) -> tuple[str, str | None]:
+        """Step one episode: ("running" | "ended" | "AGENT_ERROR" | "ENV_ERROR" | the agent's
+        end reason, error text)."""
         if isinstance(action, BaseException):
             return "AGENT_ERROR", f"agent failed: {error_text(action)}"
+        if isinstance(action, EndEpisode):
+            return action.reason, action.detail
         try:
             return ("ended" if self._step(run, action) else "running"), None
         except Exception as exc:  # noqa: BLE001 - env failures become ENV_ERROR episodes
@@ -166,7 +171,8 @@ class RolloutEngine:
 
     @staticmethod
     def _record(run: _Running, failure: str | None = None, error: str | None = None) -> EpisodeRecord:
-        """The record of an episode the env ended (``failure`` None) or one that failed."""
+        """The record of an episode the env ended (``failure`` None), one that failed or one
+        the agent ended (``failure`` is then the end reason)."""
         info, task, ended = run.info, run.task, failure is None
         return EpisodeRecord(
             index=run.spec.index, task_id=task.task_id, family=task.family, modality=task.modality,
@@ -186,7 +192,7 @@ class RolloutEngine:
         )
 
     # -------------------------------------------------------------- the lock-step loop
-    def _act(self, runs: Sequence[_Running]) -> list[str | BaseException]:
+    def _act(self, runs: Sequence[_Running]) -> list[str | EndEpisode | BaseException]:
         """``agent.act`` on the batch; on failure, one episode at a time to isolate the culprit."""
         episodes = [r.episode for r in runs]
         try:
@@ -194,9 +200,9 @@ class RolloutEngine:
             if not isinstance(out, (list, tuple)) or len(out) != len(episodes):
                 got = len(out) if hasattr(out, "__len__") else "?"
                 raise TypeError(f"agent.act returned {type(out).__name__} of length {got} for {len(episodes)} episodes")
-            bad = [type(a).__name__ for a in out if not isinstance(a, str)]
+            bad = [type(a).__name__ for a in out if not isinstance(a, (str, EndEpisode))]
             if bad:
-                raise TypeError(f"agent.act must return strings, got {bad[0]}")
+                raise TypeError(f"agent.act must return strings (or EndEpisode), got {bad[0]}")
             return list(out)
         except Exception as exc:  # noqa: BLE001 - agent failures become AGENT_ERROR episodes
             if len(runs) == 1:
