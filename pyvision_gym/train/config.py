@@ -155,6 +155,9 @@ class OptimConfig:
     """Trajectories per forward/backward (gradient accumulation cannot change the gradient)."""
     epochs: int = 1
     """Passes over each training batch."""
+    parallel: str = "ddp"
+    """Data-parallel wrapper under ``torchrun``: ``ddp`` (replicated weights) or ``fsdp2``
+    (``fully_shard`` per transformer block, for models that do not fit one device)."""
 
 
 @dataclass

@@ -1,0 +1,201 @@
+"""SFT warm start: the task families' scripted experts, in the agent's turn format, as targets.
+
+1. **Collect.** A scripted agent plays each family's expert program through the real
+   environments (train split) with the rollout engine: turn t sends the expert's code turn t
+   as ``<code>\\n```python\\n...\\n```\\n</code>``; after the last one it answers
+   ``<answer>\\boxed{X}</answer>`` with X the last printed line, as the expert baseline agent
+   (``agents/baselines.ExpertAgent``) does. Only episodes it answered correctly are kept.
+2. **Encode** token-in-token-out, like a rollout: the prompt ids once, each action's text
+   encoded once (for SFT the text is the source), each observation as the codec's delta; the
+   loss mask covers the action tokens only.
+3. **Train** with the mean token negative log-likelihood (the learner's micro-batching and
+   data parallelism, a fresh AdamW at ``sft.lr``), ``sft.epochs`` seeded shuffled passes.
+
+The SFT episodes use their own task seeds (:data:`SFT_SEED_OFFSET` and up in the train split),
+so they do not replay the RL run's prompts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from pyvision_gym.envs import get_family
+from pyvision_gym.rollout.agent import Agent, Episode, Observation
+from pyvision_gym.rollout.engine import RolloutEngine
+from pyvision_gym.rollout.records import EpisodeRecord, TaskSpec
+
+from .collate import Batch, collate
+from .config import SFTConfig, TrainConfig
+from .learner import Counts, Learner, all_reduce_sum
+from .logprobs import sequence_logprobs
+from .rollout import env_factory
+from .trajectory import Trajectory
+
+SFT_SEED_OFFSET = 900_000_000  # SFT task seeds: train split, far above the RL run's seeds
+
+
+# ----------------------------------------------------------------------------- the expert's turns
+def code_action(src: str) -> str:
+    """A code turn in the agent's format."""
+    return f"<code>\n```python\n{src.strip()}\n```\n</code>"
+
+
+def answer_action(answer: str) -> str:
+    """A final-answer turn in the agent's format."""
+    return f"<answer>\\boxed{{{answer}}}</answer>"
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of ``text`` (stripped), or ``""``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+class ExpertScriptAgent(Agent):
+    """Plays the family's scripted expert (privileged: it reads ``Episode.task``), then answers
+    with the last line the code printed."""
+
+    spec = "sft-expert"
+    privileged = True
+
+    def act(self, episodes: Sequence[Episode]) -> list[str]:
+        out = []
+        for ep in episodes:
+            if ep.task is None:
+                raise ValueError(f"episode {ep.episode_id}: the SFT expert needs Episode.task")
+            code = get_family(ep.task.family).expert(ep.task)
+            if ep.turn < len(code):
+                out.append(code_action(code[ep.turn]))
+            else:
+                out.append(answer_action(last_line(ep.turns[-1][1].text if ep.turns else "")))
+        return out
+
+
+def collect_expert_episodes(cfg: TrainConfig, episodes: int | None = None) -> list[EpisodeRecord]:
+    """The scripted experts' episodes on ``sft.episodes`` train-split seeds (all of them)."""
+    n = cfg.sft.episodes if episodes is None else int(episodes)
+    base = SFT_SEED_OFFSET + cfg.seed * 1_000_000
+    specs = [TaskSpec(task_id=f"sft-{i}", index=i, seed=base + i) for i in range(n)]
+    engine = RolloutEngine(ExpertScriptAgent(), env_factory(cfg.env), batch_size=cfg.env.workers)
+    try:
+        return engine.run(specs)
+    finally:
+        engine.close()
+
+
+# ----------------------------------------------------------------------------- encoding
+def encode_text(codec: Any, text: str) -> list[int]:
+    """Token ids of an agent action's text (the codec's ``encode_text``, else its tokenizer)."""
+    if hasattr(codec, "encode_text"):
+        return list(codec.encode_text(text))
+    return list(codec.tokenizer.encode(text, add_special_tokens=False))
+
+
+def encode_episode(codec: Any, first: Observation, turns: Sequence[tuple[str, Observation]], **fields: Any) -> Trajectory:
+    """``prompt + a1 + o1 + ... + a_n`` token-in-token-out, the mask on the ``a_i`` (the last
+    turn's observation is not part of the sequence). ``fields`` fill the other Trajectory fields."""
+    enc = codec.prompt(first.text, first.images)
+    ids, mask = list(enc.ids), [0] * len(enc.ids)
+    images, grids = list(enc.images), list(enc.image_grid_thw)
+    for k, (action, obs) in enumerate(turns):
+        action_ids = encode_text(codec, action)
+        ids += action_ids
+        mask += [1] * len(action_ids)
+        if k == len(turns) - 1:
+            break
+        delta = codec.observation(obs.text, obs.images, len(images))
+        ids += delta.ids
+        mask += [0] * len(delta.ids)
+        images += delta.images
+        grids += delta.image_grid_thw
+    traj = Trajectory(
+        ids=np.asarray(ids, np.int64), loss_mask=np.asarray(mask, np.uint8), sampler_logp=np.zeros(len(ids), np.float32),
+        images=images, image_grid_thw=np.asarray(grids, np.int64).reshape(-1, 3), prompt_len=len(enc.ids),
+        turns=len(turns), **fields,
+    )
+    traj.validate(codec.image_token_id, codec.merge_size)
+    return traj
+
+
+def record_trajectory(codec: Any, record: EpisodeRecord) -> Trajectory:
+    """The trajectory of a finished episode record (its agent view must be kept)."""
+    ep = record.episode
+    return encode_episode(
+        codec, ep.first, ep.turns, reward=record.reward, reward_terms=dict(record.reward_terms), end_reason=record.end_reason,
+        tool_calls=record.tool_calls, tool_errors=record.tool_errors, images_shown=record.images_shown,
+        accuracy=record.accuracy, correct=record.correct, task_id=record.task_id,
+    )
+
+
+def expert_trajectories(cfg: TrainConfig, codec: Any) -> tuple[list[Trajectory], dict[str, float]]:
+    """The correct expert episodes as trajectories, and collection counts."""
+    t0 = time.perf_counter()
+    records = collect_expert_episodes(cfg)
+    kept = [record_trajectory(codec, r) for r in records if r.correct and r.episode is not None]
+    stats = {"sft/episodes": float(len(records)), "sft/correct_episodes": float(len(kept)), "time/sft_collect_s": time.perf_counter() - t0}
+    return kept, stats
+
+
+# ----------------------------------------------------------------------------- training
+def nll_loss(learner: Learner) -> Any:
+    """The SFT loss for :meth:`Learner.optimizer_step`: mean token NLL over the mini-batch."""
+
+    def loss(batch: Batch, logp: torch.Tensor, entropy: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, dict[str, float]]:
+        return learner.reduce(-logp, batch.loss_mask, counts, "token_mean"), {}
+
+    return loss
+
+
+@torch.no_grad()
+def mean_nll(learner: Learner, trajs: Sequence[Trajectory]) -> float:
+    """Mean token NLL (temperature 1) of the trajectories' masked tokens, over all ranks."""
+    total = np.zeros(2)
+    was_training = learner.policy.training
+    learner.policy.eval()
+    for mb in learner.minibatches(trajs):
+        for micro, weight in learner.micro_batches(mb):  # padding micro-batches too (FSDP2)
+            batch = collate(micro, learner.codec, learner.device)
+            logp = sequence_logprobs(learner.policy, batch, 1.0)
+            total += np.array([float(-(logp * batch.loss_mask).sum()), float(batch.loss_mask.sum())]) * weight
+    learner.policy.train(was_training)
+    nll, tokens = all_reduce_sum(list(total), learner.device)
+    return nll / max(tokens, 1.0)
+
+
+def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed: int = 0) -> list[dict[str, float]]:
+    """``cfg.epochs`` shuffled passes of NLL steps (``cfg.batch_size`` trajectories each) at
+    ``cfg.lr``; one metrics dict per epoch (``sft/loss``, ``sft/grad_norm``, ...)."""
+    if not trajs:
+        raise ValueError("SFT needs at least one expert trajectory (none was collected or all were wrong)")
+    optimizer = learner.make_optimizer(cfg.lr)
+    loss = nll_loss(learner)
+    out = []
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        order = np.random.default_rng([seed, epoch]).permutation(len(trajs))
+        totals: dict[str, float] = {}
+        steps = 0
+        for i in range(0, len(order), max(1, cfg.batch_size)):
+            batch = [trajs[j] for j in order[i : i + cfg.batch_size]]
+            for k, v in learner.optimizer_step(batch, loss, optimizer, temperature=1.0).items():
+                totals[k] = totals.get(k, 0.0) + v
+            steps += 1
+        summary = learner.summarize(totals, steps, time.perf_counter() - t0)
+        metrics = {k.replace("learner/", "sft/"): v for k, v in summary.items() if k.startswith("learner/")}
+        metrics.update({"sft/epoch": float(epoch + 1), "time/sft_epoch_s": summary["time/learner_s"]})
+        out.append(metrics)
+    return out
+
+
+def sft_warm_start(cfg: TrainConfig, learner: Learner) -> list[dict[str, float]]:
+    """Collect, encode and train on the experts' episodes; the per-epoch metrics (the first
+    carries the collection counts)."""
+    trajs, stats = expert_trajectories(cfg, learner.codec)
+    epochs = run_sft(learner, trajs, cfg.sft, seed=cfg.seed)
+    epochs[0].update(stats)
+    return epochs

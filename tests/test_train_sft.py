@@ -1,0 +1,92 @@
+"""SFT warm start: the scripted experts through the real environments, encoded token-in-token-
+out with the loss on the agent's tokens only, lower the NLL of their own trajectories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_train_learner import cache_dir, train_config
+
+from pyvision_gym.train.learner import Learner
+from pyvision_gym.train.policy_model import load_policy
+from pyvision_gym.train.sft import (
+    answer_action,
+    code_action,
+    collect_expert_episodes,
+    expert_trajectories,
+    last_line,
+    mean_nll,
+    record_trajectory,
+    run_sft,
+    sft_warm_start,
+)
+
+
+def sft_config(episodes: int = 3):
+    cfg = train_config(micro_batch_size=2)
+    cfg.env.kwargs = {"families": ["counting"], "difficulty": 0}
+    cfg.env.max_turns, cfg.env.workers = 3, 2
+    cfg.sft.episodes, cfg.sft.epochs, cfg.sft.lr, cfg.sft.batch_size = episodes, 3, 2e-3, 4
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return load_policy(sft_config().policy, cache_dir(tmp_path_factory))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of ones."""
+    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def test_the_agents_turn_format():
+    assert code_action("  print(1)\n") == "<code>\n```python\nprint(1)\n```\n</code>"
+    assert answer_action("B") == "<answer>\\boxed{B}</answer>"
+    assert last_line("a\n 7 \n\n") == "7" and last_line("") == ""
+
+
+def test_expert_episodes_encode_with_the_loss_on_agent_tokens_only(policy):
+    _, codec = policy
+    cfg = sft_config()
+    records = collect_expert_episodes(cfg)
+    assert len(records) == 3 and all(r.correct and r.end_reason == "DONE" for r in records)
+    for record in records:
+        traj = record_trajectory(codec, record)
+        actions = [a for a, _ in record.episode.turns]
+        runs = _runs(traj.loss_mask)
+        assert [codec.decode(traj.ids[a:b]) for a, b in runs] == actions  # exactly the a_i, in order
+        assert traj.prompt_len == runs[0][0] and runs[-1][1] == traj.length  # ends with the answer
+        assert actions[-1].startswith("<answer>") and traj.correct and traj.reward == record.reward
+        prompt = codec.prompt(record.episode.first.text, record.episode.first.images)
+        assert traj.ids[: traj.prompt_len].tolist() == prompt.ids
+        gaps = [codec.decode(traj.ids[b:a]) for (_, b), (a, _) in zip(runs, runs[1:], strict=False)]
+        assert all(g.startswith("<|im_end|>") and g.endswith("<|im_start|>assistant\n") and "<interpreter>" in g for g in gaps)
+        assert int((traj.ids == codec.image_token_id).sum()) > 0  # the prompt image
+
+
+@pytest.mark.slow
+def test_sft_lowers_the_nll_of_expert_trajectories(policy, tmp_path_factory):
+    cfg = sft_config()
+    model, codec = load_policy(cfg.policy, cache_dir(tmp_path_factory))
+    learner = Learner(model, codec, cfg)
+    trajs, stats = expert_trajectories(cfg, codec)
+    assert stats["sft/episodes"] == stats["sft/correct_episodes"] == len(trajs) == 3
+    before = mean_nll(learner, trajs)
+    epochs = run_sft(learner, trajs, cfg.sft, seed=0)
+    after = mean_nll(learner, trajs)
+    assert [m["sft/epoch"] for m in epochs] == [1.0, 2.0, 3.0]
+    assert epochs[-1]["sft/loss"] < epochs[0]["sft/loss"]
+    assert after < before - 0.5, (before, after)
+    assert epochs[0]["sft/tokens"] == sum(t.response_tokens for t in trajs)
+    assert learner.step == 0  # SFT steps are not RL steps
+
+
+def test_sft_warm_start_reports_collection_and_epochs(tmp_path_factory):
+    cfg = sft_config(episodes=2)
+    cfg.sft.epochs = 1
+    model, codec = load_policy(cfg.policy, cache_dir(tmp_path_factory))
+    metrics = sft_warm_start(cfg, Learner(model, codec, cfg))
+    assert len(metrics) == 1 and metrics[0]["sft/correct_episodes"] == 2
+    assert metrics[0]["sft/loss"] > 0 and metrics[0]["sft/grad_norm"] > 0
