@@ -21,6 +21,11 @@ from typing import Any
 import numpy as np
 
 from pyvision_gym.envs import all_families
+
+# The agent's turn formats are written once, beside the experts that use them too.
+from pyvision_gym.envs.experts import answer_action as answer_turn
+from pyvision_gym.envs.experts import code_action as code_turn
+from pyvision_gym.envs.experts import expert_action
 from pyvision_gym.rollout.agent import Agent, Episode
 from pyvision_gym.visual_tokens import VisualTokenCounter
 
@@ -81,16 +86,6 @@ def _image_names(prompt: str) -> list[str]:
     return names or ["image"]
 
 
-def code_turn(src: str) -> str:
-    """A code turn in the PyVision-RL format."""
-    return f"<code>\n```python\n{src.strip()}\n```\n</code>"
-
-
-def answer_turn(answer: str) -> str:
-    """A final-answer turn in the PyVision-RL format."""
-    return f"<answer>\\boxed{{{answer}}}</answer>"
-
-
 def direct_guess(prompt: str) -> str:
     """The fixed no-tool guess: option ``A`` for multiple choice, ``0`` for numbers,
     ``unknown`` for free text."""
@@ -98,11 +93,6 @@ def direct_guess(prompt: str) -> str:
     if kind == "choice":
         return prompt_options(prompt)[0]
     return "0" if kind == "number" else "unknown"
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
 
 
 # ---------------------------------------------------------------------- agents
@@ -226,7 +216,7 @@ class ExpertAgent(Agent):
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "agent": "expert", "privileged": True}
 
-    def _expert_code(self, ep: Episode) -> list[str]:
+    def _family(self, ep: Episode) -> Any:
         task = ep.task
         if task is None:
             raise ValueError(f"expert agent: episode {ep.episode_id} carries no task; the expert is privileged and needs Episode.task")
@@ -238,18 +228,14 @@ class ExpertAgent(Agent):
                 f"expert agent: task {task.task_id!r} (family {task.family!r}) is not from a generated task family; "
                 "the scripted expert exists only for the built-in families, not for dataset tasks"
             )
-        return fam.expert(task)
+        return fam
 
     def act(self, episodes: Sequence[Episode]) -> list[str]:
-        out = []
-        for ep in episodes:
-            code = self._expert_code(ep)
-            if ep.turn < len(code):
-                out.append(code_turn(code[ep.turn]))
-            else:
-                last = ep.turns[-1][1].text if ep.turns else ""
-                out.append(answer_turn(_last_line(last)))
-        return out
+        return [
+            expert_action(self._family(ep), ep.task, ep.turn, ep.turns[-1][1].text if ep.turns else "",
+                          toolbox=bool(ep.info.get("toolbox")))
+            for ep in episodes
+        ]
 
 
 class FullVideoAgent(Agent):

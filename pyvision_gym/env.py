@@ -33,6 +33,7 @@ from . import (
 )
 from .datasets import DatasetRow, load_dataset, row_to_task
 from .envs import families_for
+from .envs.experts import toolbox_helpers, toolbox_signatures, toolbox_source
 from .parsing import format_help, parse_action
 from .rewards import RewardFn, make_reward
 from .runtime import Runtime
@@ -69,6 +70,25 @@ class TurnRecord:
     seconds: float = 0.0
 
 
+def _task_sources(modality: str, families: str | list[str] | None,
+                  dataset: str | os.PathLike[str] | list[DatasetRow] | None) -> tuple[list[DatasetRow] | None, dict[str, Any]]:
+    """The dataset rows of ``modality``, or the chosen task families (all by default)."""
+    if dataset is not None:
+        if families is not None:
+            raise ValueError("give either families or dataset, not both")
+        rows = list(dataset) if isinstance(dataset, list) else load_dataset(dataset)
+        kept = [r for r in rows if r.modality == modality]
+        if not kept:
+            raise ValueError(f"{dataset}: no {modality} rows in the dataset")
+        return kept, {}
+    available = families_for(modality)
+    names = [families] if isinstance(families, str) else list(families or available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown {modality} task families {unknown}; known: {sorted(available)}")
+    return None, {n: available[n] for n in names}
+
+
 class PyVisionEnv(gym.Env[dict[str, Any], str]):
     """Image or video reasoning tasks solved by writing code (see module docstring)."""
 
@@ -95,6 +115,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         token_counter: VisualTokenCounter | None = None,
         runtime_config: RuntimeConfig | None = None,
         max_action_chars: int = 65_536,
+        toolbox: bool = False,
     ) -> None:
         if modality not in ("image", "video"):
             raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
@@ -122,25 +143,13 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         )
         max_output_chars = self.runtime_config.max_output_chars
 
-        self.dataset: list[DatasetRow] | None = None
-        self.families: dict[str, Any] = {}
-        if dataset is not None:
-            if families is not None:
-                raise ValueError("give either families or dataset, not both")
-            rows = list(dataset) if isinstance(dataset, list) else load_dataset(dataset)
-            self.dataset = [r for r in rows if r.modality == modality]
-            if not self.dataset:
-                raise ValueError(f"{dataset}: no {modality} rows in the dataset")
-        else:
-            available = families_for(modality)
-            names = [families] if isinstance(families, str) else list(families or available)
-            unknown = [n for n in names if n not in available]
-            if unknown:
-                raise ValueError(f"unknown {modality} task families {unknown}; known: {sorted(available)}")
-            self.families = {n: available[n] for n in names}
+        self.dataset, self.families = _task_sources(modality, families, dataset)
         self.difficulty = difficulty
 
         self.max_action_chars = int(max_action_chars)
+        self.toolbox = bool(toolbox)
+        if self.toolbox and dataset is not None:
+            raise ValueError("toolbox=True preloads the task families' expert helpers; it does not apply to datasets")
         self.action_space = text_space(self.max_action_chars)
         prompt_room = 16_384
         self.observation_space = gym.spaces.Dict(
@@ -210,10 +219,11 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             # RGB pixels are read once: the same arrays go to the runtime and into the observation.
             pixels = {n: np.asarray(im) if im.mode == "RGB" else im for n, im in task.images.items()}
             self._runtime.reset(images=pixels)
+        tools = self._load_toolbox(task) if self.toolbox else []
         self._reset_counters()
         self._video_meta = video_meta
         self.transcript = []
-        self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image)
+        self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image, tools)
         images: tuple[np.ndarray, ...] = ()
         if task.modality == "image" and self.show_image:
             images = tuple(p if isinstance(p, np.ndarray) else np.asarray(p.convert("RGB")) for p in pixels.values())
@@ -224,6 +234,18 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         obs = {"text": self.prompt, "images": images}
         self._last_obs = obs
         return obs, self._info()
+
+    def _load_toolbox(self, task: Any) -> list[str]:
+        """Define the family expert's helper functions in the runtime; their signatures."""
+        family = self.families[task.family]
+        helpers = toolbox_helpers(family, task)
+        if not helpers:
+            return []
+        source = toolbox_source(task.modality, helpers)
+        result = self._runtime.run(source)
+        if not result.ok:
+            raise RuntimeError(f"the toolbox of {task.family} did not load: {result.error}")
+        return toolbox_signatures(source)
 
     def step(self, action: str):
         if self.task is None:
@@ -340,6 +362,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         task = self.task
         info: dict[str, Any] = {
             "task_id": task.task_id,
+            "toolbox": self.toolbox,
             "family": task.family,
             "turn": self._turn,
             "end_reason": self._end_reason,

@@ -49,8 +49,9 @@ ANSWER_HINT = {
 }
 
 
-def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[str, Any] | None, show_image: bool) -> str:
-    """The first observation's text for ``task``."""
+def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[str, Any] | None, show_image: bool,
+                 tools: list[str] | None = None) -> str:
+    """The first observation's text for ``task`` (``tools``: helper functions already defined)."""
     if task.modality == "video":
         what = "a video"
         inputs = VIDEO_INPUTS.format(**video_meta)
@@ -67,6 +68,7 @@ def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[st
     parts = [
         FORMAT.format(what=what),
         inputs,
+        ("These helper functions are already defined: " + ", ".join(tools) + "\n") if tools else "",
         RULES.format(max_turns=max_turns, max_images=max_images),
         f"Question: {task.question.strip()}",
         "" if "answer with" in task.question.lower() else ANSWER_HINT.get(task.answer_type, ""),

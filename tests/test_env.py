@@ -343,3 +343,35 @@ def test_runtime_config_and_keyword_agree_or_refuse(cache):
     kept = gym.make("PyVisionImage-Counting-v0", runtime_config=RuntimeConfig(memory_mb=2048), code_timeout=9, cache_dir=cache)
     assert (kept.unwrapped.runtime_config.memory_mb, kept.unwrapped.runtime_config.timeout) == (2048, 9)
     kept.close()
+
+
+# ----------------------------------------------------------------------------- toolbox
+@pytest.mark.parametrize("env_id", ["PyVisionImage-TextReading-v0", "PyVisionImage-Counting-v0", "PyVisionVideo-EventCounting-v0"])
+def test_toolbox_preloads_the_experts_helpers(env_id, cache):
+    from pyvision_gym.agents.baselines import ExpertAgent
+    from pyvision_gym.envs.experts import toolbox_helpers
+    from pyvision_gym.rollout.agent import Episode, Observation
+
+    env = gym.make(env_id, toolbox=True, difficulty=0, cache_dir=cache)
+    plain = gym.make(env_id, difficulty=0, cache_dir=cache)
+    try:
+        obs, info = env.reset(seed=4)
+        plain_obs, _ = plain.reset(seed=4)
+        task = env.unwrapped.task
+        assert info["toolbox"] is True and toolbox_helpers(env.unwrapped.families[task.family], task)
+        assert "These helper functions are already defined" in obs["text"]
+        assert "helper functions" not in plain_obs["text"]
+        ep = Episode("e", task.modality, Observation(obs["text"]), task=task, info=info)
+        full = ExpertAgent().act([Episode("e", task.modality, Observation(plain_obs["text"]), task=task, info={})])[0]
+        while True:
+            action = ExpertAgent().act([ep])[0]
+            if ep.turn == 0:
+                assert len(action) < len(full) / 3  # the helpers are not written again
+            o, reward, terminated, truncated, info = env.step(action)
+            ep.turns.append((action, Observation(o["text"], tuple(o["images"]))))
+            if terminated or truncated:
+                break
+        assert info["correct"] and info["end_reason"] == "DONE" and info["tool_calls"] >= 1
+    finally:
+        env.close()
+        plain.close()

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 from test_train_learner import cache_dir, train_config
 
+from pyvision_gym.envs.experts import answer_action, code_action, last_line
 from pyvision_gym.train.learner import Learner
 from pyvision_gym.train.policy_model import load_policy
 from pyvision_gym.train.sft import (
-    answer_action,
-    code_action,
     collect_expert_episodes,
     expert_trajectories,
-    last_line,
     mean_nll,
     record_trajectory,
     run_sft,

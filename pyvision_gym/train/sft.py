@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pyvision_gym.envs import get_family
+from pyvision_gym.envs.experts import expert_action
 from pyvision_gym.rollout.agent import Agent, Episode, Observation
 from pyvision_gym.rollout.engine import RolloutEngine
 from pyvision_gym.rollout.records import EpisodeRecord, TaskSpec
@@ -40,22 +41,6 @@ SFT_SEED_OFFSET = 900_000_000  # SFT task seeds: train split, far above the RL r
 
 
 # ----------------------------------------------------------------------------- the expert's turns
-def code_action(src: str) -> str:
-    """A code turn in the agent's format."""
-    return f"<code>\n```python\n{src.strip()}\n```\n</code>"
-
-
-def answer_action(answer: str) -> str:
-    """A final-answer turn in the agent's format."""
-    return f"<answer>\\boxed{{{answer}}}</answer>"
-
-
-def last_line(text: str) -> str:
-    """The last non-empty line of ``text`` (stripped), or ``""``."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
 class ExpertScriptAgent(Agent):
     """Plays the family's scripted expert (privileged: it reads ``Episode.task``), then answers
     with the last line the code printed."""
@@ -68,11 +53,8 @@ class ExpertScriptAgent(Agent):
         for ep in episodes:
             if ep.task is None:
                 raise ValueError(f"episode {ep.episode_id}: the SFT expert needs Episode.task")
-            code = get_family(ep.task.family).expert(ep.task)
-            if ep.turn < len(code):
-                out.append(code_action(code[ep.turn]))
-            else:
-                out.append(answer_action(last_line(ep.turns[-1][1].text if ep.turns else "")))
+            last = ep.turns[-1][1].text if ep.turns else ""
+            out.append(expert_action(get_family(ep.task.family), ep.task, ep.turn, last, bool(ep.info.get("toolbox"))))
         return out
 
 
