@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pyvision_gym.envs import get_family
 from pyvision_gym.envs.experts import expert_action
@@ -65,7 +66,8 @@ def collect_expert_episodes(cfg: TrainConfig, episodes: int | None = None) -> li
     specs = [TaskSpec(task_id=f"sft-{i}", index=i, seed=base + i) for i in range(n)]
     engine = RolloutEngine(ExpertScriptAgent(), env_factory(cfg.env), batch_size=cfg.env.workers)
     try:
-        return engine.run(specs)
+        with tqdm(total=n, desc="expert episodes for SFT", unit="ep", dynamic_ncols=True) as bar:
+            return engine.run(specs, on_record=lambda _record: bar.update(1))
     finally:
         engine.close()
 
@@ -157,7 +159,7 @@ def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed:
     optimizer = learner.make_optimizer(cfg.lr)
     loss = nll_loss(learner)
     out = []
-    for epoch in range(cfg.epochs):
+    for epoch in tqdm(range(cfg.epochs), desc=f"SFT on {len(trajs)} expert episodes", unit="epoch", dynamic_ncols=True):
         t0 = time.perf_counter()
         order = np.random.default_rng([seed, epoch]).permutation(len(trajs))
         totals: dict[str, float] = {}
