@@ -101,6 +101,9 @@ class RolloutConfig:
     """Tokens a whole trajectory may hold; an episode that would exceed it ends as ``OVER_LENGTH``."""
     val_temperature: float = 0.0
     """Temperature of validation episodes (0: greedy)."""
+    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra ``vllm.LLM`` keyword arguments for ``engine: vllm`` (e.g. ``gpu_memory_utilization``,
+    ``limit_mm_per_prompt``; defaults in ``train/engines/vllm_worker.py``)."""
 
 
 @dataclass

@@ -66,6 +66,9 @@ class TimedEngine(GenerationEngine):
     def load_weights(self, state_dict: dict[str, Any]) -> None:
         self.engine.load_weights(state_dict)
 
+    def close(self) -> None:
+        self.engine.close()
+
     def take(self) -> tuple[float, int]:
         out, self.seconds, self.tokens = (self.seconds, self.tokens), 0.0, 0
         return out
@@ -217,6 +220,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
     finally:
         run.train_runner.close()
         run.val_runner.close()
+        run.engine.close()
         run.log.close()
     return finish(run, time.perf_counter() - t_start)
 
