@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pyvision_gym.agents.tiny_model import build_tiny_qwen25vl
+
 
 def write_test_video(path: Path, frames: int = 48, size: tuple[int, int] = (96, 64), fps: int = 12) -> Path:
     """A real H.264 mp4: frame i has red channel 5*i and a white bar at x = 2*i."""
@@ -37,3 +39,9 @@ def test_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def big_image() -> Image.Image:
     rng = np.random.default_rng(0)
     return Image.fromarray(rng.integers(0, 255, size=(1500, 2000, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Qwen2.5-VL, built once per session (tests must not modify it)."""
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny") / "tiny-qwen25vl", seed=0)

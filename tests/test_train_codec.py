@@ -4,7 +4,6 @@ agent's evaluation prompts, token for token, and the template is append-only."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +11,9 @@ import pytest
 from pyvision_gym.agents.backends.processor import load_processor, render_chat
 from pyvision_gym.agents.chat import message_images
 from pyvision_gym.agents.codec import QwenChatCodec, TemplateError
-from pyvision_gym.agents.tiny_model import build_tiny_qwen25vl
 from pyvision_gym.agents.vlm import build_messages
 from pyvision_gym.plugins import load
 from pyvision_gym.rollout.agent import Episode, Observation
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-codec") / "tiny-qwen25vl", seed=0)
 
 
 @pytest.fixture(scope="module")

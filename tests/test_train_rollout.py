@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -17,7 +16,6 @@ import torch
 from pyvision_gym.agents.backends.processor import render_chat
 from pyvision_gym.agents.chat import message_images
 from pyvision_gym.agents.codec import QwenChatCodec
-from pyvision_gym.agents.tiny_model import build_tiny_qwen25vl
 from pyvision_gym.agents.vlm import build_messages
 from pyvision_gym.rollout import Episode, TaskSpec
 from pyvision_gym.train.config import EnvConfig
@@ -28,11 +26,6 @@ from pyvision_gym.train.rollout import RolloutRunner, env_factory, groups
 ENV = EnvConfig(kwargs={"families": ["counting"], "difficulty": 0}, max_turns=3)
 SHOW = "<code>\n```python\ndisplay(image.resize((112, 84)))\n```\n</code>"
 PRINT = "<code>\n```python\nprint(2 + 3)\n```\n</code>"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-rollout") / "tiny-qwen25vl", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from pyvision_gym.agents.codec import QwenChatCodec
-from pyvision_gym.agents.tiny_model import build_tiny_qwen25vl
 from pyvision_gym.rollout import TaskSpec
 from pyvision_gym.train.config import EnvConfig, PolicyConfig, RolloutConfig, TrainConfig
 from pyvision_gym.train.engines import vllm as vllm_engine
@@ -47,11 +46,6 @@ def _config(model: Path) -> TrainConfig:
     return TrainConfig(
         policy=PolicyConfig(model_path=str(model), device="cpu", dtype="float32"), rollout=RolloutConfig(engine="vllm", max_length=4096)
     )
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-vllm") / "tiny-qwen25vl", seed=0)
 
 
 @pytest.fixture(scope="module")
