@@ -14,11 +14,13 @@ import torch
 
 from pyvision_gym.integrations.trl import (
     NO_ANSWER,
+    TOOL_FORMAT,
     PyVisionToolEnv,
     build_dataset,
     final_reply,
     make_environment_factory,
     pyvision_reward,
+    tool_prompt,
     use_tool_chat_template,
 )
 
@@ -112,6 +114,15 @@ def test_reward_function_needs_environments_and_skips_others(image_env: PyVision
     assert pyvision_reward([_reply("a"), _reply("b")], [object(), image_env]) == [None, 0.0]
     with pytest.raises(TypeError, match="seed"):
         image_env.reset(seed="3")
+
+
+def test_tool_prompt_replaces_the_code_format_or_prepends_the_tool_format():
+    replaced = tool_prompt(
+        "You answer a question about a video by writing Python code and then giving a final answer.\n"
+        "<code>\n```python\n# your code\n```\n</code>\n<answer>\\boxed{your answer}</answer>\nQuestion: q?\n")
+    assert replaced == TOOL_FORMAT.format(what="a video") + "Question: q?\n"
+    other = "Reply with <code> blocks.\nQuestion: q?\n"  # a prompt in another style: kept, the tool format first
+    assert tool_prompt(other) == TOOL_FORMAT.format(what="the task below") + "\n" + other
 
 
 def test_build_dataset_is_seeded_and_checked():

@@ -46,6 +46,7 @@ __all__ = [
     "final_reply",
     "make_environment_factory",
     "pyvision_reward",
+    "tool_prompt",
     "use_tool_chat_template",
 ]
 
