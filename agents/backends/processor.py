@@ -98,6 +98,18 @@ def image_only_processor_class(base_name: str = "Qwen2_5_VLProcessor") -> type:
     return _PROCESSOR_CLASSES[base_name]
 
 
+def _pil_image_processor(path: Path) -> Any:
+    """The folder's image processor in its PIL implementation (``<type>Pil``), named directly."""
+    import transformers
+
+    config = json.loads((path / "preprocessor_config.json").read_text())
+    name = config.get("image_processor_type", "").removesuffix("Fast") + "Pil"
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        raise ImportError(f"{path}: its image processor needs torchvision, and transformers has no {name}")
+    return cls.from_pretrained(path)
+
+
 def load_processor(path: str | Path) -> Any:
     """The processor of a model folder. Qwen-VL folders get the image-only subclass (built
     from ``AutoImageProcessor`` + ``AutoTokenizer`` + the folder's chat template); others go
@@ -113,6 +125,8 @@ def load_processor(path: str | Path) -> Any:
             image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
         except TypeError:  # transformers without the backend switch
             image_processor = AutoImageProcessor.from_pretrained(path)
+        except ImportError:  # transformers < 5.11 (verl's venv): no AutoImageProcessor without torchvision
+            image_processor = _pil_image_processor(path)
     else:
         image_processor = AutoImageProcessor.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
