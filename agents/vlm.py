@@ -10,6 +10,13 @@ The episode becomes a Qwen2.5-VL-style chat (the same messages for every backend
   images, ``Image Result:\\n`` and each image as ``<image_clue_k>`` image ``</image_clue_k>``,
   then ``</interpreter>`` (``k`` counts images over the whole episode).
 
+With ``prompt_style="pyvision"`` (:func:`build_pyvision_messages`) the agent speaks the released
+PyVision-RL format instead, for the authors' checkpoints: the environment (made with the same
+``prompt_style``, which :attr:`VLMAgent.env_overrides` asks the evaluation for) writes the
+prompt and the wrapped tool outputs with one ``<image>`` per image; the agent puts each image
+at its placeholder, sends Qwen's default system message, stops only at ``</code>`` and allows
+10,240 new tokens per turn (:mod:`pyvision_gym.authors_format`).
+
 Messages are the plain dicts of :mod:`pyvision_gym.agents.chat`; the backends
 (:mod:`pyvision_gym.agents.backends`) render them with the model's chat template or send them
 to an OpenAI-compatible endpoint. Generation stops at ``</code>`` or ``</answer>``; the stop
@@ -23,6 +30,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pyvision_gym import authors_format
 from pyvision_gym.agents.backends import BACKENDS, Backend
 from pyvision_gym.agents.chat import (
     STOP_STRINGS,
@@ -38,7 +46,15 @@ from pyvision_gym.agents.chat import (
 from pyvision_gym.plugins import load
 from pyvision_gym.rollout.agent import Agent, Episode, Observation
 
-__all__ = ["SYSTEM_PROMPT", "VLMAgent", "build_messages", "make_vlm_agent", "tool_output_content"]
+__all__ = [
+    "STYLE_DEFAULTS",
+    "SYSTEM_PROMPT",
+    "VLMAgent",
+    "build_messages",
+    "build_pyvision_messages",
+    "make_vlm_agent",
+    "tool_output_content",
+]
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant that answers questions about images and videos. "
@@ -80,33 +96,100 @@ def build_messages(episode: Episode, system_prompt: str | None = SYSTEM_PROMPT, 
     return messages
 
 
+def _interleave(text: str, images: Sequence[Any], max_pixels: int | None) -> list[dict[str, Any]]:
+    """``text`` with each ``<image>`` placeholder replaced by the next of ``images``."""
+    pieces = text.split(authors_format.IMAGE_PLACEHOLDER)
+    if len(pieces) - 1 != len(images):
+        raise ValueError(
+            f"prompt_style='pyvision' needs one {authors_format.IMAGE_PLACEHOLDER} per image in each observation, "
+            f"got {len(pieces) - 1} for {len(images)} images: make the environment with prompt_style='pyvision'"
+        )
+    parts = [text_part(pieces[0])]
+    for im, piece in zip(images, pieces[1:], strict=True):
+        parts += [image_part(to_pil(im, max_pixels)), text_part(piece)]
+    return merge_text(parts)
+
+
+def build_pyvision_messages(
+    episode: Episode, system_prompt: str | None = authors_format.SYSTEM_PROMPT, max_pixels: int | None = None
+) -> list[Message]:
+    """The chat for ``episode`` in the released PyVision-RL format: the observations' text as the
+    environment wrote it (``prompt_style="pyvision"``), images at their ``<image>`` places."""
+    messages: list[Message] = []
+    if system_prompt:
+        messages.append({"role": "system", "content": [text_part(system_prompt)]})
+    messages.append({"role": "user", "content": _interleave(episode.first.text, episode.first.images, max_pixels)})
+    for action, obs in episode.turns:
+        messages.append({"role": "assistant", "content": [text_part(action)]})
+        messages.append({"role": "user", "content": _interleave(obs.text, obs.images, max_pixels)})
+    return messages
+
+
 # ----------------------------------------------------------------------------- the agent
+#: Per prompt style, the settings an agent takes unless given: system prompt, stop strings, tokens per turn.
+STYLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "default": {"system_prompt": SYSTEM_PROMPT, "stop": STOP_STRINGS, "max_new_tokens": 1024},
+    "pyvision": {
+        "system_prompt": authors_format.SYSTEM_PROMPT,
+        "stop": authors_format.STOP_STRINGS,
+        "max_new_tokens": authors_format.MAX_NEW_TOKENS,
+    },
+}
+
+
+class _StyleDefault:
+    """Marks an argument left to the prompt style's default (``None`` is a real system prompt value)."""
+
+    def __repr__(self) -> str:
+        return "<the prompt style's default>"
+
+
+STYLE_DEFAULT: Any = _StyleDefault()
+
+
 class VLMAgent(Agent):
-    """Turns each episode into chat messages and asks a backend for the next turn's text."""
+    """Turns each episode into chat messages and asks a backend for the next turn's text.
+
+    ``prompt_style`` (``"default"`` or ``"pyvision"``) picks the message format and the defaults
+    of ``system_prompt`` (``None``: no system message), ``max_new_tokens`` and ``stop``
+    (:data:`STYLE_DEFAULTS`).
+    """
 
     def __init__(
         self,
         backend: Backend,
         spec: str = "",
-        system_prompt: str | None = SYSTEM_PROMPT,
-        max_new_tokens: int = 1024,
+        system_prompt: str | None = STYLE_DEFAULT,
+        max_new_tokens: int | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
-        stop: Sequence[str] = STOP_STRINGS,
+        stop: Sequence[str] | None = None,
         seed: int | None = None,
         max_pixels: int | None = None,
+        prompt_style: str = "default",
     ) -> None:
+        self.prompt_style = authors_format.check_prompt_style(prompt_style)
+        style = STYLE_DEFAULTS[self.prompt_style]
         self.backend = backend
         self.spec = spec or f"vlm:{backend.name}"
-        self.system_prompt = system_prompt
+        self.system_prompt = style["system_prompt"] if system_prompt is STYLE_DEFAULT else system_prompt
         self.sampling = SamplingConfig(
-            max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p), stop=tuple(stop), seed=seed
+            max_new_tokens=int(style["max_new_tokens"] if max_new_tokens is None else max_new_tokens),
+            temperature=float(temperature), top_p=float(top_p),
+            stop=tuple(style["stop"] if stop is None else stop), seed=seed,
         )
         self.max_pixels = max_pixels if max_pixels is not None else backend.max_pixels
         self.last_generations: list[Generation] = []
 
+    @property
+    def env_overrides(self) -> dict[str, Any] | None:
+        """Environment settings the evaluation applies for this agent: its prompt style."""
+        return {"prompt_style": self.prompt_style} if self.prompt_style != "default" else None
+
     def messages(self, episode: Episode) -> list[Message]:
         """The chat the backend sees for ``episode``."""
+        if self.prompt_style == "pyvision":
+            return build_pyvision_messages(episode, self.system_prompt, self.max_pixels)
         return build_messages(episode, self.system_prompt, self.max_pixels)
 
     def act(self, episodes: Sequence[Episode]) -> list[str]:
@@ -128,13 +211,15 @@ class VLMAgent(Agent):
         }
         info["max_pixels"] = self.max_pixels
         info["system_prompt_sha"] = hashlib.sha256(json.dumps(self.system_prompt).encode()).hexdigest()[:12]
+        if self.prompt_style != "default":
+            info["prompt_style"] = self.prompt_style
         return info
 
     def close(self) -> None:
         self.backend.close()
 
 
-_AGENT_KEYS = ("system_prompt", "max_new_tokens", "temperature", "top_p", "stop", "seed", "max_pixels")
+_AGENT_KEYS = ("system_prompt", "max_new_tokens", "temperature", "top_p", "stop", "seed", "max_pixels", "prompt_style")
 
 
 def make_vlm_agent(backend: str, target: str, **kw: Any) -> VLMAgent:
@@ -144,12 +229,13 @@ def make_vlm_agent(backend: str, target: str, **kw: Any) -> VLMAgent:
     ``target`` is a model folder for "hf" / "vllm" and ``URL#MODEL`` for "openai" (e.g.
     ``http://127.0.0.1:8000/v1#tiny``). Keyword arguments go to the agent when they are
     sampling / prompt options (``max_new_tokens``, ``temperature``, ``top_p``, ``stop``,
-    ``seed``, ``system_prompt``, ``max_pixels``) and to the backend otherwise (e.g. ``device``,
+    ``seed``, ``system_prompt``, ``max_pixels``, ``prompt_style``) and to the backend otherwise (e.g. ``device``,
     ``max_batch_size`` for "hf"; ``python`` for "vllm"; ``api_key``, ``timeout``,
     ``concurrency``, ``max_retries`` for "openai").
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown VLM backend {backend!r}; known: {', '.join(BACKENDS)}")
+    authors_format.check_prompt_style(kw.get("prompt_style", "default"))  # before loading a model
     agent_kw = {k: kw.pop(k) for k in _AGENT_KEYS if k in kw}
     args: tuple[str, ...] = (target,)
     if backend == "openai":

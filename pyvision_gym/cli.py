@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from .authors_format import PROMPT_STYLES, check_prompt_style
 from .demo import run_demo
 from .envs.registry import all_families, family_env_id
 from .evaluation.leaderboard import LeaderboardError, build_leaderboard
@@ -78,6 +79,27 @@ def _agent_options(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def _check_prompt_style_option(agent: str, prompt_style: str | None) -> None:
+    """``--prompt-style`` must name a style and be given to an agent that takes it (VLM or user agents)."""
+    if prompt_style is None:
+        return
+    check_prompt_style(prompt_style)
+    head = agent.strip().split(":", 1)[0].lower()
+    if head in DEMO_AGENTS or head in ("full_video", "fullvideo"):
+        raise ValueError(f"--prompt-style applies to vlm:... (and your own) agents, not to {agent!r}")
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    """The one-line result of an eval run (``--episodes 0`` selects no task: nothing to average)."""
+    acc = summary["accuracy"]
+    head = f"{summary['suite']['name']} (hash {summary['suite']['hash'][:16]}…)"
+    if not acc["n"]:
+        return f"{head}: no tasks selected"
+    lo, hi = acc["ci95"]
+    return (f"{head}: accuracy {acc['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] over {acc['n']} tasks, "
+            f"mean tool calls {summary['mean_tool_calls']:.2f}, mean visual tokens {summary['visual_tokens']['mean']:,.0f}")
+
+
 def _last_line(text: Any) -> str:
     lines = str(text or "").strip().splitlines()
     return lines[-1] if lines else "(no message)"
@@ -114,6 +136,12 @@ def eval_(
     seed: int | None = typer.Option(None, help="VLM agents: sampling seed."),
     timeout: float | None = typer.Option(None, help="vlm:openai agents: seconds per request."),
     concurrency: int | None = typer.Option(None, help="vlm:openai agents: requests in flight at once."),
+    prompt_style: str | None = typer.Option(
+        None, "--prompt-style",
+        help=f"VLM agents: {' | '.join(PROMPT_STYLES)}. 'pyvision' speaks the released PyVision-RL format "
+             "(image_clue_0 / video_clue_0, their prompt and tool-output wrapping, stop at </code>) "
+             "so the authors' checkpoints run unchanged.",
+    ),
     max_error_share: float = typer.Option(0.0, help="Share of episodes allowed to end in agent / environment errors before the command fails."),
 ) -> None:
     """Evaluate an agent on a suite: episodes.jsonl, summary.json (and viewer.html).
@@ -121,22 +149,22 @@ def eval_(
     Exits with status 1 when more than --max-error-share of the episodes end in an agent or
     environment error (a dead endpoint, a crashing agent), after reporting them.
     """
+    try:
+        _check_prompt_style_option(agent, prompt_style)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     options = _agent_options(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                             seed=seed, timeout=timeout, concurrency=concurrency)
-    run_dir = out or Path("runs") / Path(suite).stem / agent.replace(":", "_").replace("/", "_").replace("#", "_")
+                             seed=seed, timeout=timeout, concurrency=concurrency, prompt_style=prompt_style)
+    style_tag = f"_{prompt_style}" if prompt_style not in (None, "default") else ""
+    run_dir = out or Path("runs") / Path(suite).stem / (agent.replace(":", "_").replace("/", "_").replace("#", "_") + style_tag)
     try:
         summary = run_eval(agent, suite, run_dir, episodes=episodes, workers=workers, use_ray=ray,
                            batch_size=batch_size, agent_options=options)
     except (SuiteError, SuiteMismatchError, PluginError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    acc = summary["accuracy"]
-    lo, hi = acc["ci95"]
-    typer.echo(
-        f"{summary['suite']['name']} (hash {summary['suite']['hash'][:16]}…): accuracy {acc['accuracy']:.3f} "
-        f"[{lo:.3f}, {hi:.3f}] over {acc['n']} tasks, mean tool calls {summary['mean_tool_calls']:.2f}, "
-        f"mean visual tokens {summary['visual_tokens']['mean']:,.0f}"
-    )
+    typer.echo(_summary_line(summary))
     typer.echo(f"wrote {run_dir / 'episodes.jsonl'} and {run_dir / 'summary.json'}")
     if view:
         typer.echo(f"viewer: {write_viewer(run_dir / 'episodes.jsonl')}")

@@ -12,6 +12,9 @@ The episode contract (the public API; the README documents it):
   (``ERROR_IN_ACTION``).
 - Reward on the final step only: ``reward(score, tool_calls)`` (default: accuracy +
   ``tool_reward_per_turn`` × successful tool turns when the answer is correct).
+- ``prompt_style="pyvision"`` speaks the released PyVision-RL format instead of this project's
+  (inputs as ``image_clue_0`` / ``video_clue_0``, their prompt and tool-output wrapping; see
+  :mod:`pyvision_gym.authors_format`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gymnasium.envs.registration import EnvSpec
 from PIL import Image, ImageDraw, ImageFont
 
 from . import (
+    authors_format,
     prompts,
     vector,  # noqa: F401 - shared-memory layouts for AsyncVectorEnv
 )
@@ -116,6 +120,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         runtime_config: RuntimeConfig | None = None,
         max_action_chars: int = 65_536,
         toolbox: bool = False,
+        prompt_style: str = "default",
     ) -> None:
         if modality not in ("image", "video"):
             raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
@@ -150,6 +155,9 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         self.toolbox = bool(toolbox)
         if self.toolbox and dataset is not None:
             raise ValueError("toolbox=True preloads the task families' expert helpers; it does not apply to datasets")
+        self.prompt_style = authors_format.check_prompt_style(prompt_style)
+        if self.toolbox and self.prompt_style == "pyvision":
+            raise ValueError("toolbox=True is described by the default prompt only; use it with prompt_style='default'")
         self.action_space = text_space(self.max_action_chars)
         prompt_room = 16_384
         self.observation_space = gym.spaces.Dict(
@@ -212,18 +220,25 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         if self._runtime is None:
             self._runtime = Runtime(self.runtime_config)
         video_meta = None
+        pyvision = self.prompt_style == "pyvision"
         if task.modality == "video":
-            info = self._runtime.reset(videos={"video": task.video_path})
-            video_meta = prompts.video_metadata(task.video_path, info["video"])
+            name = authors_format.VIDEO_NAME if pyvision else "video"
+            info = self._runtime.reset(videos={name: task.video_path})
+            video_meta = prompts.video_metadata(task.video_path, info[name])
         else:
             # RGB pixels are read once: the same arrays go to the runtime and into the observation.
-            pixels = {n: np.asarray(im) if im.mode == "RGB" else im for n, im in task.images.items()}
+            names = authors_format.image_names(len(task.images)) if pyvision else list(task.images)
+            pixels = {n: np.asarray(im) if im.mode == "RGB" else im for n, im in zip(names, task.images.values(), strict=True)}
             self._runtime.reset(images=pixels)
         tools = self._load_toolbox(task) if self.toolbox else []
         self._reset_counters()
         self._video_meta = video_meta
         self.transcript = []
-        self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image, tools)
+        if pyvision:
+            self.prompt = authors_format.build_prompt(task, video_meta, self.show_image, prompts.answer_hint(task))
+            self._next_clue = len(task.images) if task.modality == "image" else 0
+        else:
+            self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image, tools)
         images: tuple[np.ndarray, ...] = ()
         if task.modality == "image" and self.show_image:
             images = tuple(p if isinstance(p, np.ndarray) else np.asarray(p.convert("RGB")) for p in pixels.values())
@@ -283,7 +298,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             self._format_errors += 1
             text = (f"Error: this turn is {len(action):,} characters long, over the limit of "
                     f"{self.max_action_chars:,}. Nothing in it was run or read; send a shorter turn.")
-            record = TurnRecord(turn=turn, action=action, kind="none", observation=text, error_type="ActionTooLong")
+            record = TurnRecord(turn=turn, action=action, kind="none", observation=self._notice(text), error_type="ActionTooLong")
             return record, (), self._error_ends_episode()
         parsed = parse_action(action)
         record = TurnRecord(turn=turn, action=action, kind=parsed.kind, code=parsed.code,
@@ -297,19 +312,31 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         elif parsed.kind == "code":
             result = self._runtime.run(parsed.code)
             record.seconds, record.error_type = result.seconds, result.error_type
-            record.observation = result.text() or "(the code ran and printed nothing)"
             images = tuple(result.images)
+            record.observation = self._tool_text(result, len(images))
             if result.ok:
                 self._tool_calls += 1
             else:
                 self._tool_errors += 1
                 terminated = self._error_ends_episode()
         else:
-            record.observation = format_help()
+            record.observation = self._notice(format_help())
             self._format_errors += 1
             terminated = self._error_ends_episode()
         record.images = list(images)
         return record, images, terminated
+
+    def _tool_text(self, result: Any, image_count: int) -> str:
+        """A code turn's observation text in this environment's prompt style."""
+        if self.prompt_style == "default":
+            return result.text() or "(the code ran and printed nothing)"
+        first, self._next_clue = self._next_clue, self._next_clue + image_count
+        if result.ok:
+            return authors_format.tool_output(self.modality, result.output, image_count, first)
+        return authors_format.error_output(result.error, result.output, image_count, first)
+
+    def _notice(self, text: str) -> str:
+        return authors_format.notice(text) if self.prompt_style == "pyvision" else text
 
     def _error_ends_episode(self) -> bool:
         if self.terminate_on_error:
@@ -333,6 +360,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
     def _reset_counters(self) -> None:
         self._turn = self._tool_calls = self._tool_errors = self._format_errors = 0
         self._images_shown = self._visual_tokens = 0
+        self._next_clue = 0  # prompt_style="pyvision": the <image_clue_k> index of the next image shown
         self._full_video_tokens: int | None = None
         self._video_meta: dict[str, Any] | None = None
         self._end_reason: str | None = None

@@ -49,6 +49,11 @@ ANSWER_HINT = {
 }
 
 
+def answer_hint(task: Any) -> str:
+    """What form the answer should take ("" when the question already says)."""
+    return "" if "answer with" in task.question.lower() else ANSWER_HINT.get(task.answer_type, "")
+
+
 def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[str, Any] | None, show_image: bool,
                  tools: list[str] | None = None) -> str:
     """The first observation's text for ``task`` (``tools``: helper functions already defined)."""
@@ -71,7 +76,7 @@ def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[st
         ("These helper functions are already defined: " + ", ".join(tools) + "\n") if tools else "",
         RULES.format(max_turns=max_turns, max_images=max_images),
         f"Question: {task.question.strip()}",
-        "" if "answer with" in task.question.lower() else ANSWER_HINT.get(task.answer_type, ""),
+        answer_hint(task),
     ]
     return "\n".join(p.rstrip("\n") for p in parts if p) + "\n"
 
