@@ -123,6 +123,7 @@ def test_image_episode_runs_and_scores_in_the_released_format(cache: Path) -> No
         assert o["text"] == (f"<tool_response>\n<interpreter>Text Result:\nsize: {w}x{h}\nImage Result:\n"
                              f"<image_clue_1><image></image_clue_1>{TOOL_END}")
         assert len(o["images"]) == 1 and o["images"][0].shape[2] == 3
+        assert env.observation_space.contains(obs) and env.observation_space.contains(o)
         assert (r, term, trunc, info["tool_calls"]) == (0.0, False, False, 1)
         # 2. text only
         o, *_ = env.step(released_code("print(np.asarray(image_clue_0).shape)", "Now check the array."))
@@ -204,6 +205,7 @@ def test_video_episode_runs_and_scores_in_the_released_format(cache: Path) -> No
         assert o["text"] == (f"<tool_response>\n<interpreter>\nText Result:\n{v['frames']} {round(v['fps'], 2)} {shape}\n"
                              f"Image Result:\n{clues}{TOOL_END}")
         assert len(o["images"]) == 3
+        assert env.observation_space.contains(obs) and env.observation_space.contains(o)
         o, *_ = env.step(released_code("print(video_clue_0[0].asnumpy().mean() >= 0)"))
         assert o["text"] == f"<tool_response>\n<interpreter>\nText Result:\nTrue\n{TOOL_END}"
         o, *_ = env.step(released_code("plt.imshow(video_clue_0[-1].asnumpy()); plt.show()"))
