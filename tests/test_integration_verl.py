@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pyvision_gym.agents.chat import to_pil
 from pyvision_gym.integrations.verl_data import AGENT_NAME, task_rows, write_rows
+from pyvision_gym.train.config import EnvConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "verl_agent_loop_driver.py"
@@ -158,10 +160,11 @@ def test_reward_is_the_environments_with_the_tool_bonus(run):
     assert run["extra_fields"]["end_reason"] == "DONE"
     assert run["extra_fields"]["reward_extra_info"]["acc"] == 1.0
     # verl puts the trajectory's reward on its last response token (rm_scores), nowhere else.
-    scores = run["rm_scores"]
+    # (both verl's batch post-processing and the v1 trainer's ``as_dict``).
     last = len(run["response_ids"]) - 1
-    assert scores[last] == pytest.approx(run["reward_score"])
-    assert sum(abs(x) for i, x in enumerate(scores) if i != last) == 0
+    for scores in (run["rm_scores"], run["v1_rm_scores"]):
+        assert scores[last] == pytest.approx(run["reward_score"])
+        assert sum(abs(x) for i, x in enumerate(scores) if i != last) == 0
     assert run["num_turns"] == 1 + 3 + 2  # the prompt, three generations, two observations
 
 
@@ -184,6 +187,36 @@ def test_bad_rows_and_settings_are_named(run):
     assert run["row"]["agent_name"] == AGENT_NAME and run["row"]["extra_info"]["seed"] == 3
 
 
+@pytest.mark.slow
+@needs_verl
+def test_the_recipe_composes_onto_verls_config_with_the_papers_hyperparameters(run):
+    """method.md: lr 1e-6 constant, 8 rollouts, train batch 64, generation batch 32, GRPO without
+    the std division, token-mean, clip 0.2 with dual clip 3, no KL, no entropy, temperature 1
+    (greedy validation), frozen vision encoder; plus verl's group filter on the env reward."""
+    r = run["recipe"]
+    assert r["overrides"] > 50
+    assert (r["lr"], r["lr_scheduler"], r["warmup"]) == (1e-6, "constant", 0.0)
+    assert (r["n"], r["train_batch"], r["gen_batch"]) == (8, 64, 32)
+    assert (r["adv"], r["norm_by_std"], r["loss_agg"]) == ("grpo", False, "token-mean")
+    assert r["clip"] == [0.2, 0.2, 3.0] and r["kl"] == [False, False] and r["entropy"] == 0
+    assert (r["temperature"], r["val_temperature"], r["freeze_vision"]) == (1.0, 0, True)
+    assert r["filter"]["enable"] is True and r["filter"]["metric"] == "reward"
+    assert Path(r["agent_loop_path"]) == REPO / "pyvision_gym" / "integrations" / "verl_recipe" / "agent_loop.yaml"
+    assert r["default_agent_loop"] == AGENT_NAME
+    assert r["max_model_len"] == r["prompt_length"] + r["response_length"]
+
+
+def test_recipe_agent_loops_name_the_loop_class_and_trainer_env_keys():
+    entries = yaml.safe_load((REPO / "pyvision_gym" / "integrations" / "verl_recipe" / "agent_loop.yaml").read_text())
+    assert [e["name"] for e in entries] == [AGENT_NAME, "pyvision_video_agent"]
+    env_keys = set(EnvConfig.__dataclass_fields__)
+    for entry in entries:
+        assert entry["_target_"] == "pyvision_gym.integrations.verl.PyVisionAgentLoop"
+        assert set(entry["env"]) <= env_keys and entry["env"]["max_turns"] == 5 and entry["env"]["tool_reward_per_turn"] == 0.1
+        assert entry["max_turn_tokens"] == 10240
+    assert [e["env"]["id"] for e in entries] == ["PyVisionImage-v0", "PyVisionVideo-v0"]
+
+
 def test_task_rows_name_seeds_families_and_splits(tmp_path: Path):
     rows = task_rows("val", 5, ["counting", "chart_reading"], difficulty=1, first_seed=10)
     assert [r["extra_info"]["seed"] for r in rows] == [10, 11, 12, 13, 14]
@@ -197,3 +230,4 @@ def test_task_rows_name_seeds_families_and_splits(tmp_path: Path):
     with pytest.raises(ValueError, match="split must be one of"):
         task_rows("dev", 1)
     assert task_rows("train", 2)[1]["extra_info"]["family"] is None  # the environment picks
+    assert task_rows("train", 1, agent_name="pyvision_video_agent")[0]["agent_name"] == "pyvision_video_agent"

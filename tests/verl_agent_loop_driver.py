@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
+import verl
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopWorker, DictConfigWrap, ToolListWrap
+from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.workers.rollout.replica import TokenOutput
 
@@ -40,7 +44,9 @@ from pyvision_gym.integrations.verl_data import task_rows, write_rows
 from pyvision_gym.train.config import EnvConfig
 from pyvision_gym.train.rollout import env_factory
 
-RECIPE = Path(__file__).resolve().parents[1] / "pyvision_gym" / "integrations" / "verl_recipe" / "agent_loop.yaml"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "pyvision_gym" / "integrations" / "verl_recipe"
+RECIPE = RECIPE_DIR / "agent_loop.yaml"
+LAUNCH = RECIPE_DIR / "run_qwen2.5-vl-7b.sh"
 TASK = {"seed": 3, "split": "train", "family": "counting", "difficulty": 0}  # the dataset row's task
 ENV = {"id": "PyVisionImage-v0", "max_turns": 5, "tool_reward_per_turn": 0.1, "kwargs": {"families": "counting", "difficulty": 0}}
 LENGTHS = {"prompt_length": 2048, "response_length": 2048}
@@ -109,6 +115,34 @@ def _worker(config: Any, loop: PyVisionAgentLoop) -> AgentLoopWorker:
     return worker
 
 
+def _recipe() -> dict[str, Any]:
+    """The launch script's hydra overrides composed onto verl's own ``ppo_trainer`` config (an
+    unknown key or a bad value fails here) and the settings the paper fixes."""
+    body = LAUNCH.read_text().split("-m verl.trainer.main_ppo", 1)[1].split('"$@"', 1)[0]
+    values = {"DATA": "/data", "MODEL": "/model", "HERE": str(RECIPE_DIR), "NGPUS": "8", "NNODES": "1", "EXPERIMENT": "x", "AGENT": AGENT_NAME}
+    overrides = []
+    for line in body.splitlines():
+        line = line.strip().rstrip("\\").strip()
+        if line:
+            line = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], line)
+            overrides.append(line.replace('"', "").replace("'", ""))
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+    actor, rollout = cfg.actor_rollout_ref.actor, omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    omega_conf_to_dataclass(actor), omega_conf_to_dataclass(cfg.algorithm)  # verl's own type checks
+    return {
+        "overrides": len(overrides), "lr": actor.optim.lr, "lr_scheduler": actor.optim.lr_scheduler_type,
+        "warmup": actor.optim.lr_warmup_steps_ratio, "n": rollout.n, "temperature": rollout.temperature,
+        "val_temperature": rollout.val_kwargs.temperature, "train_batch": cfg.data.train_batch_size,
+        "gen_batch": cfg.data.gen_batch_size, "adv": cfg.algorithm.adv_estimator, "norm_by_std": cfg.algorithm.norm_adv_by_std_in_grpo,
+        "loss_agg": actor.loss_agg_mode, "clip": [actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c],
+        "kl": [actor.use_kl_loss, cfg.algorithm.use_kl_in_reward], "entropy": actor.entropy_coeff,
+        "freeze_vision": actor.freeze_vision_tower, "filter": dict(cfg.algorithm.filter_groups),
+        "agent_loop_path": rollout.agent.agent_loop_config_path, "default_agent_loop": rollout.agent.default_agent_loop,
+        "response_length": rollout.response_length, "prompt_length": rollout.prompt_length, "max_model_len": rollout.max_model_len,
+    }  # fmt: skip
+
+
 def _row(model: str, out: Path) -> dict[str, Any]:
     """The task's row as verl's ``RLHFDataset`` serves it (written by ``verl_data``)."""
     path = write_rows(task_rows(TASK["split"], 1, [TASK["family"]], TASK["difficulty"], first_seed=TASK["seed"]), out / "train.parquet")
@@ -145,6 +179,7 @@ async def _main(model: str, cache: str, out: Path) -> None:
     config = _config(model)
     entry = next(e for e in OmegaConf.load(RECIPE) if e.name == AGENT_NAME)
     entry = OmegaConf.merge(entry, {"env": {**ENV, "cache_dir": cache}, "max_turn_tokens": 256})
+    entry.codec_kwargs = {}  # the tiny model folder's own pixel cap
     codec = load_codec(model)  # the instance the loop will share (one per process)
     texts = [t.replace("ANSWER", _answer(cache)) for t in TURNS]
     im_end = codec.eos_token_ids[0]
@@ -170,12 +205,12 @@ async def _main(model: str, cache: str, out: Path) -> None:
         "prompt_ids": output.prompt_ids, "response_ids": output.response_ids, "response_mask": output.response_mask,
         "response_logprobs": output.response_logprobs, "reward_score": output.reward_score, "num_turns": output.num_turns,
         "extra_fields": output.extra_fields, "decoded_response": codec.decode(output.response_ids),
-        "rm_scores": batch.batch["rm_scores"][0].tolist(), "verl_response_mask": batch.batch["response_mask"][0].tolist(),
+        "rm_scores": batch.batch["rm_scores"][0].tolist(), "v1_rm_scores": output.as_dict()["rm_scores"].tolist(), "verl_response_mask": batch.batch["response_mask"][0].tolist(),
         "verl_image_grid_thw": mm["image_grid_thw"].tolist(), "verl_pixel_rows": int(mm["pixel_values"].shape[0]),
         "replay": {"reward": replay["reward"], "info": replay["info"]},
         "over_length": {"response_ids": cut.response_ids, "response_mask": cut.response_mask, "reward_score": cut.reward_score,
                         "extra_fields": cut.extra_fields, "response_length": len(turns[0]) + 8},
-        "errors": _errors(entry, config, codec),
+        "errors": _errors(entry, config, codec), "recipe": _recipe(),
     }  # fmt: skip
     (out / "result.json").write_text(json.dumps(result, default=str))
     np.savez(out / "images.npz", **{f"loop_{i}": np.asarray(im) for i, im in enumerate(output.multi_modal_data["images"])},
