@@ -9,6 +9,8 @@ Valid forms::
     vlm:hf:PATH            a vision-language model through transformers
     vlm:vllm:PATH          ... through vLLM
     vlm:openai:URL#MODEL   ... through an OpenAI-compatible server
+    sb3[:PATH]             SB3Agent: a stable-baselines3 macro-action policy (PATH: a model zip
+                           saved by pyvision_gym.integrations.sb3.save_model; default: the shipped PPO)
     package.module:Name    your own agent: an Agent subclass, or a function returning an Agent
 
 Every built-in name maps to a ``"module:attribute"`` string in :data:`AGENTS`, loaded on demand
@@ -39,6 +41,7 @@ AGENTS: dict[str, str] = {
     "expert": "pyvision_gym.agents.baselines:ExpertAgent",
     "full-video": "pyvision_gym.agents.baselines:FullVideoAgent",
     "vlm": "pyvision_gym.agents.vlm:make_vlm_agent",
+    "sb3": "pyvision_gym.agents.sb3_agent:SB3Agent",
 }
 _ALIASES = {"full_video": "full-video", "fullvideo": "full-video"}
 VLM_BACKENDS = tuple(BACKENDS)
@@ -50,6 +53,7 @@ SPEC_FORMS = (
     "vlm:hf:PATH",
     "vlm:vllm:PATH",
     "vlm:openai:URL#MODEL",
+    "sb3[:PATH]",
     "package.module:AgentClass",
 )
 
@@ -97,6 +101,8 @@ def _builtin_args(spec: str, head: str, rest: str) -> tuple[Any, ...]:
         if backend == "openai" and "#" not in target:
             raise _bad(spec, "an openai spec is vlm:openai:URL#MODEL (the model name after '#')")
         return (backend, target)
+    if head == "sb3":
+        return (rest,) if rest else ()
     if rest:
         raise _bad(spec, f"{head!r} takes no argument")
     return ()
