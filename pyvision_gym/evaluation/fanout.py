@@ -24,7 +24,7 @@ from pyvision_gym.rollout.records import TaskSpec
 from .config import SuiteConfig
 from .worker import AgentRef, EvalWorker, Result
 
-__all__ = ["fan_out", "run_local", "run_processes", "run_ray"]
+__all__ = ["fan_out", "ray_init", "run_local", "run_processes", "run_ray"]
 
 Record = Callable[[dict[str, Any], dict[str, bytes]], None]
 AgentArg = Agent | AgentRef | str
@@ -86,7 +86,7 @@ def _ray_temp_dir() -> Path:
     return default_cache_dir() / "ray"
 
 
-def _ray_init(ray: Any, workers: int) -> bool:
+def ray_init(ray: Any, workers: int) -> bool:
     """Connect to Ray (``RAY_ADDRESS`` set: the cluster; else a local one). True when we started it."""
     if ray.is_initialized():
         return False
@@ -124,7 +124,7 @@ def run_ray(
     """Chunks on up to ``workers`` Ray actors (resources per actor: ``ray_options``, default one CPU)."""
     import ray  # optional dependency (the ``ray`` extra)
 
-    started = _ray_init(ray, workers)
+    started = ray_init(ray, workers)
     actor_cls = ray.remote(**(ray_options or {"num_cpus": 1}))(EvalWorker)
     actors = [actor_cls.remote(agent, config, batch_size, save_images) for _ in range(min(workers, len(chunks)))]
     try:

@@ -81,6 +81,11 @@ class EnvConfig:
     """Generated media (default: the environment's cache)."""
     workers: int = 8
     """Environments stepped concurrently (threads; each has its own sandbox)."""
+    backend: str = "local"
+    """Where environments live: ``local`` (this process, one sandbox process each) or ``ray``
+    (one Ray actor each, on the cluster ``RAY_ADDRESS`` names or a local one)."""
+    ray_options: dict[str, Any] = field(default_factory=dict)
+    """Ray resources per environment actor for ``backend: ray`` (default ``{num_cpus: 0}``)."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ from pyvision_gym.rollout import Agent, EndEpisode, Episode, EpisodeRecord, Roll
 from .codec import ChatCodec, Encoded
 from .config import EnvConfig
 from .engines.base import GenerationEngine, GenRequest, Sampling
+from .ray_envs import ray_env_factory
 from .trajectory import Trajectory
 
 __all__ = ["OVER_LENGTH", "RolloutError", "RolloutRunner", "TokenPolicyAgent", "TokenState", "env_factory", "groups"]
@@ -235,9 +236,14 @@ def groups(trajectories: Sequence[Trajectory]) -> list[list[Trajectory]]:
 
 
 def env_factory(cfg: EnvConfig, split: str = "train") -> Callable[[], Any]:
-    """Builds the configured environment (``gym.make(cfg.id, ...)``) on ``split``."""
+    """Builds the configured environment (``gym.make(cfg.id, ...)``) on ``split``: in this
+    process (``cfg.backend: local``) or as a Ray actor (``ray``: see ``ray_envs.py``)."""
     kwargs = dict(
         max_turns=cfg.max_turns, tool_reward_per_turn=cfg.tool_reward_per_turn, reward=cfg.reward,
         terminate_on_error=cfg.terminate_on_error, cache_dir=cfg.cache_dir, split=split, **cfg.kwargs,
     )  # fmt: skip
+    if cfg.backend == "ray":
+        return ray_env_factory(cfg.id, kwargs, cfg.workers, cfg.ray_options or None)
+    if cfg.backend != "local":
+        raise ValueError(f"env.backend must be 'local' or 'ray', got {cfg.backend!r}")
     return functools.partial(gym.make, cfg.id, **kwargs)
