@@ -124,3 +124,37 @@ def test_two_ranks_give_the_gradient_of_one(tmp_path_factory, tmp_path, parallel
         assert rank_metrics["learner/loss"] == pytest.approx(metrics["learner/loss"], abs=1e-6)
         # a float32 norm summed in another order (FSDP2: per shard, then across ranks)
         assert rank_metrics["learner/grad_norm"] == pytest.approx(metrics["learner/grad_norm"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_the_whole_loop_under_torchrun(tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node 2 pyvision-gym train``: both ranks roll out their share,
+    train on the same gathered batch (DDP, gloo) and stay in step; rank 0 alone writes."""
+    import json
+    import subprocess
+    import sys
+
+    from test_train_loop import QUICK
+
+    run = tmp_path / "run"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--master_port", str(port),
+        "-m", "pyvision_gym.cli", "train", "--config", "tiny-cpu", "--no-resume",
+        *[a for o in [*QUICK, "steps=1", "save_every=1", f"out_dir={run}", f"env.cache_dir={tmp_path / 'cache'}"] for a in ("--set", o)],
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S * 2, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["phase"] == "train"]
+    assert len(train_rows) == 1 and train_rows[0]["dist/world_size"] == WORLD  # one writer, two ranks
+    # the batch was gathered from both ranks' rollouts: every prompt's group is complete
+    assert train_rows[0]["batch/trajectories_trained"] == 2 * 2
+    assert [r["phase"] for r in rows].count("val") == 3  # start, after SFT, final: once each
+    ckpt = run / "step-000001"
+    assert (ckpt / "rng-rank0.pt").exists() and (ckpt / "rng-rank1.pt").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 1 and "final@1" in summary["validation"]

@@ -33,7 +33,7 @@ from pyvision_gym.rollout.records import EpisodeRecord, TaskSpec
 
 from .collate import Batch, collate
 from .config import SFTConfig, TrainConfig
-from .learner import Counts, Learner, all_reduce_sum
+from .learner import Counts, Learner, all_reduce_sum, dist_info
 from .logprobs import sequence_logprobs
 from .rollout import env_factory
 from .trajectory import Trajectory
@@ -66,7 +66,7 @@ def collect_expert_episodes(cfg: TrainConfig, episodes: int | None = None) -> li
     specs = [TaskSpec(task_id=f"sft-{i}", index=i, seed=base + i) for i in range(n)]
     engine = RolloutEngine(ExpertScriptAgent(), env_factory(cfg.env), batch_size=cfg.env.workers)
     try:
-        with tqdm(total=n, desc="expert episodes for SFT", unit="ep", dynamic_ncols=True) as bar:
+        with tqdm(total=n, desc="expert episodes for SFT", unit="ep", dynamic_ncols=True, disable=dist_info()[0] != 0) as bar:
             return engine.run(specs, on_record=lambda _record: bar.update(1))
     finally:
         engine.close()
@@ -159,7 +159,8 @@ def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed:
     optimizer = learner.make_optimizer(cfg.lr)
     loss = nll_loss(learner)
     out = []
-    for epoch in tqdm(range(cfg.epochs), desc=f"SFT on {len(trajs)} expert episodes", unit="epoch", dynamic_ncols=True):
+    bar = tqdm(range(cfg.epochs), desc=f"SFT on {len(trajs)} expert episodes", unit="epoch", dynamic_ncols=True, disable=learner.rank != 0)
+    for epoch in bar:
         t0 = time.perf_counter()
         order = np.random.default_rng([seed, epoch]).permutation(len(trajs))
         totals: dict[str, float] = {}

@@ -14,6 +14,7 @@ One RL step (PyVision-RL's recipe, method.md):
 Validation runs greedy episodes on the same val-split seeds each time (paired), before
 training, after SFT, every ``val_every`` steps and at the end. Checkpoints (model, optimiser,
 RNGs, cursor) every ``save_every`` steps let an interrupted run continue where it stopped.
+Under ``torchrun`` every rank runs this loop on its share of the prompts (``distributed.py``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pyvision_gym.rollout.records import TaskSpec
 from . import batching
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .distributed import gather_rollouts, init_distributed, shutdown_distributed
 from .engines.base import GenerationEngine, GenRequest, GenResult, Sampling
 from .engines.hf import HFEngine
 from .learner import Learner
@@ -103,17 +105,30 @@ class Run:
     codec: Any
     train_runner: RolloutRunner
     val_runner: RolloutRunner
-    log: MetricsLog
+    log: MetricsLog | None  # rank 0 only
     cursor: int = 0  # train prompts drawn so far
     step: int = 0
+    rank: int = 0
+    world: int = 1
+    started_dist: bool = False  # this run joined the process group (and leaves it at the end)
+
+    def collect(self, runner: RolloutRunner, specs: list[TaskSpec], n: int, seed: int | None, first_group: int = 0) -> list[Trajectory]:
+        """``runner.collect`` shared out over the ranks (all of it on one process)."""
+        return gather_rollouts(runner.collect, specs, n, seed, first_group, self.rank, self.world)
+
+    def log_metrics(self, step: int, metrics: dict[str, float], phase: str = "train") -> None:
+        if self.log is not None:
+            self.log.log(step, metrics, phase=phase)
 
 
 def setup(cfg: TrainConfig, resume: bool) -> tuple[Run, bool]:
     """Build the run (model, codec, learner, engine, environments, logs); restore the last
     checkpoint when ``resume`` and one exists. Returns the run and whether it resumed."""
+    rank, world, started = init_distributed(cfg)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if rank == 0:
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     seed_everything(cfg.seed)
     cache = Path(cfg.env.cache_dir) if cfg.env.cache_dir else default_cache_dir()
     model, codec = load_policy(cfg.policy, cache / "models")
@@ -128,14 +143,15 @@ def setup(cfg: TrainConfig, resume: bool) -> tuple[Run, bool]:
         cfg, out, learner, engine, codec,
         RolloutRunner(env_factory(cfg.env, "train"), engine, codec, train_sampling, r.max_length, batch_size=workers),
         RolloutRunner(env_factory(cfg.env, "val"), engine, codec, val_sampling, r.max_length, batch_size=workers),
-        MetricsLog(out, resume=resume),
+        MetricsLog(out, resume=resume) if rank == 0 else None, rank=rank, world=world, started_dist=started,
     )  # fmt: skip
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, learner)
         run.step, run.cursor = int(state["carry"].get("rl_step", 0)), int(state["cursor"] or 0)
         engine.load_weights(learner.state_dict_for_engine())
-        tqdm.write(f"resumed {checkpoint} at step {run.step}")
+        if rank == 0:
+            tqdm.write(f"resumed {checkpoint} at step {run.step}")
     return run, checkpoint is not None
 
 
@@ -144,14 +160,15 @@ def validate(run: Run, tag: str) -> dict[str, float]:
     cfg = run.cfg
     specs = [TaskSpec(f"val-{i}", index=i, seed=VAL_SEED_BASE + i) for i in range(cfg.val_episodes)]
     t0 = time.perf_counter()
-    trajs = run.val_runner.collect(specs, 1, seed=cfg.seed)
+    trajs = run.collect(run.val_runner, specs, 1, cfg.seed)
     metrics = episode_metrics(trajs, cfg.env.max_turns)
     correct = sum(t.correct for t in trajs)
     lo, hi = wilson_interval(sum(t.accuracy for t in trajs), len(trajs))
     metrics.update({"accuracy/ci95_low": lo, "accuracy/ci95_high": hi, "accuracy/correct": float(correct),
                     "time/val_s": time.perf_counter() - t0})
-    run.log.log(run.step, metrics, phase="val")
-    _append_json(run.out / "validation.jsonl", {"tag": tag, "step": run.step, **metrics})
+    run.log_metrics(run.step, metrics, phase="val")
+    if run.rank == 0:
+        _append_json(run.out / "validation.jsonl", {"tag": tag, "step": run.step, **metrics})
     return metrics
 
 
@@ -170,7 +187,7 @@ def rl_step(run: Run) -> dict[str, float]:
         run.cursor += cfg.rollout.gen_batch_size
         specs = [TaskSpec(f"train-{s}", index=k, seed=cfg.seed * TRAIN_SEED_STRIDE + s) for k, s in enumerate(seeds)]
         seed = int(np.random.SeedSequence([cfg.seed, run.step, i]).generate_state(1)[0])
-        trajs = run.train_runner.collect(specs, cfg.rollout.n, seed=seed, first_group=i * len(specs))
+        trajs = run.collect(run.train_runner, specs, cfg.rollout.n, seed, first_group=i * len(specs))
         drawn.extend(trajs)
         return groups(trajs)
 
@@ -186,7 +203,7 @@ def rl_step(run: Run) -> dict[str, float]:
     metrics.update({
         "time/rollout_s": rollout_s, "time/generation_s": gen_s, "time/environment_s": max(rollout_s - gen_s, 0.0),
         "time/step_s": time.perf_counter() - t0, "perf/generated_tokens_per_s": gen_tokens / max(gen_s, 1e-9),
-        "batch/trajectories_trained": float(len(batch)),
+        "batch/trajectories_trained": float(len(batch)), "dist/world_size": float(run.world),
     })  # fmt: skip
     return metrics
 
@@ -204,14 +221,15 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
             validate(run, "start")
             if cfg.sft.enabled:
                 for metrics in sft_warm_start(cfg, run.learner):
-                    run.log.log(run.step, metrics, phase="sft")
+                    run.log_metrics(run.step, metrics, phase="sft")
                 run.engine.load_weights(run.learner.state_dict_for_engine())
                 validate(run, "after_sft")
             save(run)
-        with tqdm(total=cfg.steps, initial=run.step, desc=f"RL {cfg.name}", unit="step", dynamic_ncols=True) as bar:
+        bar_args = {"desc": f"RL {cfg.name}", "unit": "step", "dynamic_ncols": True, "disable": run.rank != 0}
+        with tqdm(total=cfg.steps, initial=run.step, **bar_args) as bar:
             while run.step < cfg.steps:
                 run.step += 1
-                run.log.log(run.step, rl_step(run))
+                run.log_metrics(run.step, rl_step(run))
                 if run.step % cfg.val_every == 0 or run.step == cfg.steps:
                     validate(run, "final" if run.step == cfg.steps else f"step-{run.step}")
                 if run.step % cfg.save_every == 0 or run.step == cfg.steps:
@@ -221,12 +239,17 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
         run.train_runner.close()
         run.val_runner.close()
         run.engine.close()
-        run.log.close()
+        if run.log is not None:
+            run.log.close()
+        shutdown_distributed(run.started_dist)
     return finish(run, time.perf_counter() - t_start)
 
 
 def finish(run: Run, seconds: float) -> dict[str, Any]:
-    """The plot and ``summary.json``: validation accuracy at each stage, with intervals."""
+    """The plot and ``summary.json``: validation accuracy at each stage, with intervals (rank 0
+    writes them; other ranks return only the step count and time)."""
+    if run.log is None:
+        return {"config": run.cfg.name, "steps": run.step, "seconds": round(seconds, 1), "rank": run.rank}
     plot = plot_curves(run.log.read(), run.out / "curves.png")
     stages = [json.loads(line) for line in (run.out / "validation.jsonl").read_text().splitlines() if line.strip()]
     keep = ("accuracy/mean", "accuracy/ci95_low", "accuracy/ci95_high", "tools/calls_mean", "tools/zero_share", "reward/mean")
