@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -42,7 +43,7 @@ from pyvision_gym.visual_tokens import VisualTokenCounter, smart_nframes
 
 __all__ = [
     "DEFAULT_AGENTS", "QWEN_COUNTER", "TINY_COUNTER", "VideoFacts", "aggregate", "episode_costs",
-    "main", "measure", "plot", "render_tables", "video_facts",
+    "main", "measure", "plot", "render_tables", "to_json", "tool_outputs", "video_facts",
 ]
 
 DEFAULT_AGENTS = ("expert", "full-video", "random", "direct")
@@ -109,6 +110,13 @@ def shown_sizes(row: Row, run_dir: Path) -> list[tuple[int, int]] | None:
     return sizes
 
 
+def tool_outputs(row: Row) -> list[dict[str, Any]]:
+    """The turns whose observation the agent read: every reply to its turns except the last
+    (the episode ended there, so nothing read it)."""
+    replies = [t for t in row.get("transcript") or [] if t.get("action") is not None]
+    return replies[:-1] if row.get("end_reason") is not None else replies
+
+
 def episode_costs(row: Row, run_dir: Path, video: VideoFacts) -> dict[str, Any]:
     """One episode's outcome and costs: tokens of the frames shown and of the whole video, for
     Qwen2.5-VL (the environment's own counts) and for the tiny model (repriced here)."""
@@ -116,7 +124,7 @@ def episode_costs(row: Row, run_dir: Path, video: VideoFacts) -> dict[str, Any]:
     sampled = smart_nframes(video.frames, video.fps, sample_fps=TINY_COUNTER.sample_fps,
                             min_frames=TINY_COUNTER.min_frames, max_frames=TINY_COUNTER.max_frames,
                             frame_factor=TINY_COUNTER.frame_factor)
-    read_back = sum(len(t.get("observation") or "") for t in row.get("transcript") or [] if t.get("action") is not None)
+    read_back = sum(len(t.get("observation") or "") for t in tool_outputs(row))
     return {
         "task_id": row["task_id"], "family": row["family"], "difficulty": row.get("difficulty"),
         "correct": bool(row["correct"]), "accuracy": float(row["accuracy"]), "end_reason": row.get("end_reason"),
@@ -326,9 +334,17 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import json
+def to_json(result: dict[str, Any]) -> str:
+    """The result as indented JSON, with each episode on one line."""
+    shallow = {**result, "agents": {s: {**a, "episodes": f"@@episodes:{s}@@"} for s, a in result["agents"].items()}}
+    text = json.dumps(shallow, indent=2)
+    for spec, a in result["agents"].items():
+        rows = ",\n        ".join(json.dumps(c) for c in a["episodes"])
+        text = text.replace(json.dumps(f"@@episodes:{spec}@@"), f"[\n        {rows}\n      ]" if rows else "[]")
+    return text + "\n"
 
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     result = measure(args.agents or DEFAULT_AGENTS, args.suite, args.runs_dir, args.episodes, args.workers,
                      args.batch_size, args.cache_dir, progress=not args.no_progress)
@@ -337,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     png = plot(result, args.plot or args.out.with_suffix(".png"))
     result["plot"] = str(png)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(to_json(result))
     print(table)
     print(f"\nwrote {args.out} and {png}")
     return 0

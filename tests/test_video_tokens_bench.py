@@ -70,6 +70,11 @@ def test_on_demand_tokens_are_the_frames_shown(bench: dict[str, Any]) -> None:
             assert row["visual_tokens"] == priced == by_id[row["task_id"]]["tokens"]
         overall = bench["result"]["agents"][spec]["overall"]
         assert overall["tokens_per_episode"] == pytest.approx(sum(r["visual_tokens"] for r in rows) / EPISODES)
+    # tool output read back: the baseline's one code turn; its answer's reply is never read
+    for row in _rows(bench, "full-video"):
+        ep = {c["task_id"]: c for c in bench["result"]["agents"]["full-video"]["episodes"]}[row["task_id"]]
+        assert [t["action"] is not None for t in row["transcript"]] == [False, True, True]
+        assert ep["tool_output_chars"] == len(row["transcript"][1]["observation"]) > 0
     # the full-video baseline really shows frames; the expert shows none (it reads pixels in code)
     assert bench["result"]["agents"]["full-video"]["overall"]["frames_shown_per_episode"] > 0
     assert bench["result"]["agents"]["expert"]["overall"]["tokens_per_episode"] == 0
