@@ -35,7 +35,8 @@ across arms (same seed: same start, same validation tasks, and in (a)/(b) the sa
 that is kept; a finished run is not redone, an interrupted one resumes from its last
 checkpoint, and a folder made with a different config is an error naming the keys that differ.
 A run that fails (e.g. arm (c) cannot fill a batch because every group has equal rewards) is
-recorded with its error and the others go on. ``collapse_report.py`` then aggregates the runs
+recorded with its error and the others go on; a failed run is retried on the next call. A
+finished run keeps only its last checkpoint (``--keep-checkpoints`` keeps all). ``collapse_report.py`` then aggregates the runs
 into ``results.json``, ``collapse.png`` and ``report.md``.
 """
 
@@ -67,16 +68,20 @@ from .collapse_report import write_outputs
 # - careful tool use pays more: the two short toolbox turns (label the blobs, count the asked
 #   ones) solve every task (the expert scores 100%), and the model cannot see the image any other
 #   way (show_image: false);
-# - early tool code often fails: the SFT warm start below is deliberately short, so the model
-#   has the turn format but its programs still break often (a failed turn costs one of the 4).
+# - early tool code often fails: the SFT warm start below is deliberately short, meant to leave a
+#   model that has the turn format but whose programs still break often (a failed turn costs one
+#   of the 4); the report's first observation (failed tool turns per episode at the start) says
+#   whether it did.
 # Accuracy-only RL can then learn that answering early is the safer bet, which is the collapse
 # the experiment looks for; the tool bonus and the spread-ranked batches push the other way.
 # Swap in another mix without code changes: --set env.kwargs.families=[text_reading] or
 # --task-mix base (the base config's own env.kwargs).
 TASK_MIX: dict[str, Any] = {"families": ["counting"], "difficulty": 0, "toolbox": True, "show_image": False}
 
-# The budget on top of the base config (each overridable with --set). Sized for 3 seeds x 3 arms
-# in well under an hour on 2 CPU cores: a short SFT, 16 steps of 4 prompts x 4 rollouts.
+# The budget on top of the base config (each overridable with --set): a short SFT, 16 steps of 4
+# prompts x 4 rollouts. Estimated from train_bench's figures (16 s for a 32-episode step on 2
+# quiet cores), not measured: about 20-40 minutes for 3 seeds x 3 arms on 2 quiet cores, the
+# spread being how long the SFT policy's turns are. Heavy machine load multiplies it.
 EXPERIMENT: dict[str, Any] = {
     "steps": 16, "val_every": 4, "val_episodes": 16, "save_every": 4,
     "env.max_turns": 4, "env.tool_reward_per_turn": 0.1,
