@@ -142,7 +142,7 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"  # JSON is YAML: parse_override reads it back exactly
 
 
-def make_arms(train_batch_size: int, oversample: int = 2, max_gen_batches: int = 4,
+def make_arms(train_batch_size: int, oversample: int = 2, max_gen_batches: int = 6,
               filters: list[str] | None = None) -> list[Arm]:
     """The three arms' knob values for a train batch of ``train_batch_size`` groups."""
     if oversample < 1 or max_gen_batches < 1:
@@ -374,7 +374,9 @@ def parser() -> argparse.ArgumentParser:
                     help="experiment: this module's TASK_MIX; base: the base config's env.kwargs")
     ap.add_argument("--arms", default=None, help="a subset of the arms, e.g. a,c (default: all three)")
     ap.add_argument("--oversample", type=int, default=2, help="arm c: prompts per generation batch, in train batches")
-    ap.add_argument("--max-gen-batches", type=int, default=4, help="arm c: generation batches a step may draw")
+    ap.add_argument("--max-gen-batches", type=int, default=6,
+                    help="arm c: generation batches a step may draw before the run fails (a low-accuracy policy "
+                         "has many equal-reward groups)")
     ap.add_argument("--filters", default=None, help=f"arm c's filters, comma-separated (default {','.join(ARM_C_FILTERS)})")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep every checkpoint of a finished run (default: only the last, which resuming needs)")
