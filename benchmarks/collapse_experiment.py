@@ -25,11 +25,13 @@ times as many episodes) within the same steps: that is what oversampling costs, 
 shows each arm's generated episodes and wall time beside its curves. This is the paper's
 comparison (equal updates), not an equal-compute one.
 
-**One SFT start per seed.** For each seed the SFT warm start runs once (a trainer run with
-``steps: 0``), its weights are exported as a model folder (``sft/seed-S/model``), and all three
-arms start from it (``policy.model_path`` set to it, ``sft.enabled: false``): the arms of a seed
-start from the same policy, and SFT is paid once instead of three times. Seeds are paired
-across arms (same seed: same start, same validation tasks, and in (a)/(b) the same prompts).
+**One SFT start.** As in the paper, where every arm starts from one SFT checkpoint, the base
+recipe's SFT warm start runs once (a trainer run with ``steps: 0`` and the first seed), its
+weights are exported as a model folder (``sft/seed-S/model``), and every arm and seed starts
+from it (``policy.model_path`` set to it, ``sft.enabled: false``); the seeds then replicate the
+RL part (prompts, sampling). ``--sft-per-seed`` runs one SFT per seed instead (the seeds then
+replicate SFT too, at the cost of one SFT each). Seeds are paired across arms (same seed: same
+start, same validation tasks, and in (a)/(b) the same prompts).
 
 **Runs.** Sequential (one heavy job at a time), each in its own folder (``<out>/<arm>/seed-S``)
 that is kept; a finished run is not redone, an interrupted one resumes from its last
@@ -68,26 +70,29 @@ from .collapse_report import write_outputs
 # - careful tool use pays more: the two short toolbox turns (label the blobs, count the asked
 #   ones) solve every task (the expert scores 100%), and the model cannot see the image any other
 #   way (show_image: false);
-# - early tool code often fails: the SFT warm start below is deliberately short, meant to leave a
-#   model that has the turn format but whose programs still break often (a failed turn costs one
-#   of the 4); the report's first observation (failed tool turns per episode at the start) says
-#   whether it did.
+# - early tool code often fails: a tiny model after the base recipe's short SFT still breaks
+#   some of its programs (a failed turn costs one of the 4); the report's first observation
+#   (failed tool turns per episode at the start) says how often. If it rarely fails, weaken the
+#   start with --set sft.epochs=N. (A much shorter SFT than the recipe's leaves a model that
+#   writes no working code at all: 16 optimiser steps gave 0% accuracy and no tool call in a
+#   probe, and then no arm has anything to learn from.)
 # Accuracy-only RL can then learn that answering early is the safer bet, which is the collapse
 # the experiment looks for; the tool bonus and the spread-ranked batches push the other way.
 # Swap in another mix without code changes: --set env.kwargs.families=[text_reading] or
 # --task-mix base (the base config's own env.kwargs).
 TASK_MIX: dict[str, Any] = {"families": ["counting"], "difficulty": 0, "toolbox": True, "show_image": False}
 
-# The budget on top of the base config (each overridable with --set): a short SFT, 16 steps of 4
-# prompts x 4 rollouts. Estimated from train_bench's figures (16 s for a 32-episode step on 2
-# quiet cores), not measured: about 20-40 minutes for 3 seeds x 3 arms on 2 quiet cores, the
-# spread being how long the SFT policy's turns are. Heavy machine load multiplies it.
+# The RL budget on top of the base config (each overridable with --set): 16 steps of 4 prompts x 4
+# rollouts; the SFT is the base recipe's, run once. Estimated, not measured end to end: RL about
+# 20-40 minutes for 3 seeds x 3 arms on 2 quiet cores (from train_bench: 16 s for a 32-episode
+# step; the spread is how long the policy's turns are), plus tiny-cpu's SFT (256 episodes x 8
+# epochs, ~2.5M sequence tokens: ~20 min at the 2-2.6K tokens/s measured on a loaded machine,
+# less on a quiet one). Over an hour? --set sft.epochs=4, or fewer --steps.
 EXPERIMENT: dict[str, Any] = {
     "steps": 16, "val_every": 4, "val_episodes": 16, "save_every": 4,
     "env.max_turns": 4, "env.tool_reward_per_turn": 0.1,
     "rollout.n": 4, "rollout.max_new_tokens": 128, "batching.train_batch_size": 4,
-    "optim.mini_batch_size": 4,
-    "sft.enabled": True, "sft.episodes": 96, "sft.epochs": 3, "sft.batch_size": 16,
+    "optim.mini_batch_size": 4, "sft.enabled": True,
 }
 DEFAULT_SEEDS = 3
 
@@ -136,6 +141,11 @@ class Design:
     out: Path
     quick: bool = False
     keep_checkpoints: bool = False
+    sft_per_seed: bool = False
+
+    def sft_seed(self, seed: int) -> int:
+        """The seed of the SFT stage that run seed ``seed`` starts from."""
+        return seed if self.sft_per_seed else self.seeds[0]
 
 
 def _override(key: str, value: Any) -> str:
@@ -195,7 +205,7 @@ def design_from_args(args: argparse.Namespace) -> Design:
         raise ExperimentError(f"--arms: unknown arm(s) {', '.join(unknown)} (valid: a, b, c)")
     seeds = [args.first_seed + i for i in range(n_seeds)]
     return Design(args.base, overrides, [a for a in arms if a.key in wanted], seeds, Path(args.out), args.quick,
-                  args.keep_checkpoints)
+                  args.keep_checkpoints, args.sft_per_seed)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -324,11 +334,12 @@ def export_sft_model(cfg: TrainConfig, dest: Path) -> Path:
 
 
 def plan_runs(design: Design) -> list[tuple[str, int, Arm | None]]:
-    """(name, seed, arm) in run order: per seed, its SFT stage (arm None) and then each arm."""
+    """(name, seed, arm) in run order: per seed, its SFT stage if it has its own (arm None; the
+    shared one comes first), then each arm."""
     sft_on = load_config(design.base, design.overrides).sft.enabled
     plan: list[tuple[str, int, Arm | None]] = []
     for seed in design.seeds:
-        if sft_on:
+        if sft_on and design.sft_seed(seed) == seed:
             plan.append((f"sft seed {seed}", seed, None))
         plan += [(f"arm {arm.key} seed {seed}", seed, arm) for arm in design.arms]
     return plan
@@ -347,10 +358,10 @@ def run_all(design: Design) -> list[dict[str, Any]]:
                 cfg = sft_config(design, seed)
                 record |= train_run(cfg, design.keep_checkpoints)
                 starts[seed] = export_sft_model(cfg, Path(cfg.out_dir) / "model") if record["status"] == "done" else None
-            elif seed in starts and starts[seed] is None:
-                record |= {"status": "failed", "error": "its seed's SFT stage failed", "skipped": False}
+            elif design.sft_seed(seed) in starts and starts[design.sft_seed(seed)] is None:
+                record |= {"status": "failed", "error": "its SFT stage failed", "skipped": False}
             else:
-                cfg = arm_config(design, arm, seed, starts.get(seed))
+                cfg = arm_config(design, arm, seed, starts.get(design.sft_seed(seed)))
                 record |= {"out": cfg.out_dir, **train_run(cfg, design.keep_checkpoints)}
             records.append(record)
             tqdm.write(f"{name}: {record['status']}{' (already finished)' if record.get('skipped') else ''}"
@@ -378,6 +389,8 @@ def parser() -> argparse.ArgumentParser:
                     help="arm c: generation batches a step may draw before the run fails (a low-accuracy policy "
                          "has many equal-reward groups)")
     ap.add_argument("--filters", default=None, help=f"arm c's filters, comma-separated (default {','.join(ARM_C_FILTERS)})")
+    ap.add_argument("--sft-per-seed", action="store_true",
+                    help="one SFT start per seed (default: one, shared by every arm and seed, as in the paper)")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep every checkpoint of a finished run (default: only the last, which resuming needs)")
     ap.add_argument("--plan", action="store_true", help="print the arms' configs and the runs, train nothing")
@@ -397,8 +410,9 @@ def describe(design: Design) -> str:
 def setup_record(design: Design) -> dict[str, Any]:
     """What the report states about the design (from arm a's config: the arms share all of it)."""
     cfg = arm_config(design, design.arms[0], design.seeds[0], None)
-    sft = (f"SFT on {cfg.sft.episodes} expert episodes x {cfg.sft.epochs} epochs (lr {cfg.sft.lr}), once per seed, "
-           "shared by the arms" if cfg.sft.enabled else "the base policy (no SFT)")
+    shared = "once per seed, shared by its arms" if design.sft_per_seed else "once, shared by every arm and seed"
+    sft = (f"SFT on {cfg.sft.episodes} expert episodes x {cfg.sft.epochs} epochs (lr {cfg.sft.lr}), {shared}"
+           if cfg.sft.enabled else "the base policy (no SFT)")
     return {
         "out": str(design.out), "base": design.base, "quick": design.quick, "seeds": design.seeds,
         "overrides": design.overrides, "arms": [{"key": a.key, "label": a.label, "knobs": a.knobs} for a in design.arms],

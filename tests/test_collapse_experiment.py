@@ -154,7 +154,11 @@ def test_arms_differ_exactly_in_their_knobs(tmp_path: Path) -> None:
     for cfg in cfgs.values():  # shared: seed, budget, start, task mix, the user's --set
         assert (cfg["seed"], cfg["steps"], cfg["optim"]["lr"], cfg["sft"]["enabled"]) == (1, 16, 5e-5, False)
         assert cfg["policy"]["model_path"] == str(start) and cfg["env"]["kwargs"] == ce.TASK_MIX
-    assert [name for name, _, _ in ce.plan_runs(design)][:4] == ["sft seed 0", "arm a seed 0", "arm b seed 0", "arm c seed 0"]
+    plan = [name for name, _, _ in ce.plan_runs(design)]  # one SFT start, shared by every arm and seed
+    assert plan == ["sft seed 0", *(f"arm {a} seed {s}" for s in (0, 1) for a in "abc")]
+    assert design.sft_seed(1) == 0
+    per_seed = _design(tmp_path, "--seeds", "2", "--first-seed", "3", "--sft-per-seed")
+    assert [n for n, _, _ in ce.plan_runs(per_seed)].count("sft seed 4") == 1 and per_seed.sft_seed(4) == 4
 
 
 def test_bad_settings_are_refused_by_name(tmp_path: Path) -> None:
