@@ -38,8 +38,9 @@ that is kept; a finished run is not redone, an interrupted one resumes from its 
 checkpoint, and a folder made with a different config is an error naming the keys that differ.
 A run that fails (e.g. arm (c) cannot fill a batch because every group has equal rewards) is
 recorded with its error and the others go on; a failed run is retried on the next call. A
-finished run keeps only its last checkpoint (``--keep-checkpoints`` keeps all). ``collapse_report.py`` then aggregates the runs
-into ``results.json``, ``collapse.png`` and ``report.md``.
+finished run keeps only its last checkpoint (``--keep-checkpoints`` keeps all). Then
+``collapse_stats.py`` aggregates the runs and ``collapse_report.py`` writes ``results.json``,
+``collapse.png`` and ``report.md``.
 """
 
 from __future__ import annotations
