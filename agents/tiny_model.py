@@ -33,6 +33,7 @@ policy (small enough to train on a laptop CPU); and demos.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -277,20 +278,25 @@ def build_tiny_qwen25vl(path: str | Path, seed: int = 0, force: bool = False, **
     params = _params(seed, overrides)
     if not force and _is_built(path, params):
         return path
-    tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        _write_folder(tmp, params, seed)
-    except BaseException:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time per folder (e.g. every rank of a torchrun job asks at once): the
+    # others wait on the lock, then find the finished build instead of replacing it while the
+    # first one is already loading it.
+    with open(path.with_name(f"{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and _is_built(path, params):
+            return path
+        tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not force and _is_built(path, params):  # another process finished the same build first
-        shutil.rmtree(tmp)
-        return path
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+        tmp.mkdir(parents=True)
+        try:
+            _write_folder(tmp, params, seed)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if path.exists():  # stale (another parameter set) or forced
+            shutil.rmtree(path)
+        tmp.rename(path)
     return path
 
 

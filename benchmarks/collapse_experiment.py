@@ -85,14 +85,13 @@ TASK_MIX: dict[str, Any] = {"families": ["counting"], "difficulty": 0, "toolbox"
 
 # The RL budget on top of the base config (each overridable with --set): 16 steps of 4 prompts x 4
 # rollouts; the SFT is the base recipe's, run once. Estimated, not measured end to end: RL about
-# 20-40 minutes for 3 seeds x 3 arms on 2 quiet cores (from train_bench: 16 s for a 32-episode
-# step; the spread is how long the policy's turns are), plus tiny-cpu's SFT (256 episodes x 8
-# epochs, ~2.5M sequence tokens: ~20 min at the 2-2.6K tokens/s measured on a loaded machine,
-# less on a quiet one). Over an hour? --set sft.epochs=4, or fewer --steps.
+# 20-40 minutes for 3 seeds x 3 arms on 2 quiet cores (a tiny-cpu RL step takes 12-19 s there),
+# plus tiny-cpu's SFT (128 episodes x 14 epochs: ~4.5 min on quiet cores). Over an hour? Fewer
+# --steps. Turns may be up to 256 tokens: the expert's longest is ~180 (SFT refuses less).
 EXPERIMENT: dict[str, Any] = {
     "steps": 16, "val_every": 4, "val_episodes": 16, "save_every": 4,
     "env.max_turns": 4, "env.tool_reward_per_turn": 0.1,
-    "rollout.n": 4, "rollout.max_new_tokens": 128, "batching.train_batch_size": 4,
+    "rollout.n": 4, "rollout.max_new_tokens": 256, "batching.train_batch_size": 4,
     "optim.mini_batch_size": 4, "sft.enabled": True,
 }
 DEFAULT_SEEDS = 3
@@ -103,7 +102,7 @@ DEFAULT_SEEDS = 3
 # the expert's two code turns and its answer (SFT keeps only the episodes it answered right).
 QUICK: dict[str, Any] = {
     "steps": 2, "val_every": 2, "val_episodes": 2, "save_every": 1,
-    "env.max_turns": 3, "env.workers": 2, "rollout.n": 1, "rollout.max_new_tokens": 16,
+    "env.max_turns": 3, "env.workers": 2, "rollout.n": 1, "rollout.max_new_tokens": 192,
     "batching.train_batch_size": 2, "optim.mini_batch_size": 2, "optim.micro_batch_size": 2,
     "sft.episodes": 4, "sft.epochs": 1, "sft.batch_size": 4,
 }

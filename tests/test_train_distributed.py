@@ -147,7 +147,8 @@ def test_the_whole_loop_under_torchrun(tmp_path: Path) -> None:
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S * 2, env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
+    errors = [line for line in done.stderr.splitlines() if "Error" in line and "│" not in line]
+    assert done.returncode == 0, "\n".join(errors[-20:]) + done.stderr[-3000:]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["phase"] == "train"]
     assert len(train_rows) == 1 and train_rows[0]["dist/world_size"] == WORLD  # one writer, two ranks

@@ -17,6 +17,7 @@ from pyvision_gym.train.sft import (
     record_trajectory,
     run_sft,
     sft_warm_start,
+    turn_lengths,
 )
 
 
@@ -88,3 +89,16 @@ def test_sft_warm_start_reports_collection_and_epochs(tmp_path_factory):
     metrics = sft_warm_start(cfg, Learner(model, codec, cfg))
     assert len(metrics) == 1 and metrics[0]["sft/correct_episodes"] == 2
     assert metrics[0]["sft/loss"] > 0 and metrics[0]["sft/grad_norm"] > 0
+
+
+def test_expert_turns_longer_than_max_new_tokens_are_refused(tmp_path_factory):
+    """A policy cut off inside the turns it is taught never closes a code block: refuse it."""
+    assert turn_lengths(np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], np.uint8)) == [2, 1, 3]
+    cfg = sft_config(episodes=2)
+    model, codec = load_policy(cfg.policy, cache_dir(tmp_path_factory))
+    trajs, stats = expert_trajectories(cfg, codec)
+    longest = int(stats["sft/longest_turn_tokens"])
+    assert longest == max(n for t in trajs for n in turn_lengths(t.loss_mask)) and longest > 20
+    cfg.rollout.max_new_tokens = longest - 1
+    with pytest.raises(ValueError, match=rf"up to {longest} tokens but rollout.max_new_tokens is {longest - 1}"):
+        expert_trajectories(cfg, codec)

@@ -14,8 +14,9 @@ gloo, on GPU nccl with one device per local rank.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from pyvision_gym.rollout.records import TaskSpec
 from .config import TrainConfig
 from .trajectory import Trajectory
 
-__all__ = ["gather_rollouts", "init_distributed", "rank_seed", "shutdown_distributed"]
+__all__ = ["gather_rollouts", "init_distributed", "rank_seed", "rank_zero_first", "shutdown_distributed"]
 
 
 def init_distributed(cfg: TrainConfig) -> tuple[int, int, bool]:
@@ -51,6 +52,17 @@ def shutdown_distributed(started: bool) -> None:
     if started and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def rank_zero_first(rank: int, world: int) -> Iterator[None]:
+    """Rank 0 runs the block first, the other ranks after it (e.g. building and loading a
+    model folder: concurrent loads of a folder another rank is still writing fail)."""
+    if world > 1 and rank != 0:
+        dist.barrier()
+    yield
+    if world > 1 and rank == 0:
+        dist.barrier()
 
 
 def rank_seed(seed: int | None, rank: int, world: int) -> int | None:

@@ -121,8 +121,22 @@ def expert_trajectories(cfg: TrainConfig, codec: Any) -> tuple[list[Trajectory],
     t0 = time.perf_counter()
     records = collect_expert_episodes(cfg)
     kept = [record_trajectory(codec, r) for r in records if r.correct and r.episode is not None]
-    stats = {"sft/episodes": float(len(records)), "sft/correct_episodes": float(len(kept)), "time/sft_collect_s": time.perf_counter() - t0}
+    longest = max((n for t in kept for n in turn_lengths(t.loss_mask)), default=0)
+    if longest > cfg.rollout.max_new_tokens:
+        raise ValueError(
+            f"the expert's turns are up to {longest} tokens but rollout.max_new_tokens is {cfg.rollout.max_new_tokens}: "
+            f"the policy would be cut off inside the turns it learns; set rollout.max_new_tokens >= {longest}"
+        )
+    stats = {"sft/episodes": float(len(records)), "sft/correct_episodes": float(len(kept)),
+             "sft/longest_turn_tokens": float(longest), "time/sft_collect_s": time.perf_counter() - t0}  # fmt: skip
     return kept, stats
+
+
+def turn_lengths(mask: np.ndarray) -> list[int]:
+    """Lengths of the runs of 1 in a loss mask (the generated turns)."""
+    padded = np.concatenate([[0], np.asarray(mask, np.int8), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return (edges[1::2] - edges[::2]).tolist()
 
 
 # ----------------------------------------------------------------------------- training

@@ -38,7 +38,7 @@ from pyvision_gym.rollout.records import TaskSpec
 from . import batching
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .distributed import gather_rollouts, init_distributed, shutdown_distributed
+from .distributed import gather_rollouts, init_distributed, rank_zero_first, shutdown_distributed
 from .engines.base import GenerationEngine, GenRequest, GenResult, Sampling
 from .engines.hf import HFEngine
 from .learner import Learner
@@ -131,8 +131,9 @@ def setup(cfg: TrainConfig, resume: bool) -> tuple[Run, bool]:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     seed_everything(cfg.seed)
     cache = Path(cfg.env.cache_dir) if cfg.env.cache_dir else default_cache_dir()
-    model, codec = load_policy(cfg.policy, cache / "models")
-    ref = load_reference(cfg.policy, cache / "models") if cfg.algorithm.kl_coef > 0 else None
+    with rank_zero_first(rank, world):  # rank 0 builds or reads the folder alone, then the others
+        model, codec = load_policy(cfg.policy, cache / "models")
+        ref = load_reference(cfg.policy, cache / "models") if cfg.algorithm.kl_coef > 0 else None
     learner = Learner(model, codec, cfg, ref_model=ref)
     engine = TimedEngine(make_engine(cfg, model, codec))
     r = cfg.rollout
