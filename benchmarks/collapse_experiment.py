@@ -102,7 +102,8 @@ DEFAULT_SEEDS = 3
 # the expert's two code turns and its answer (SFT keeps only the episodes it answered right).
 QUICK: dict[str, Any] = {
     "steps": 2, "val_every": 2, "val_episodes": 2, "save_every": 1,
-    "env.max_turns": 3, "env.workers": 2, "rollout.n": 1, "rollout.max_new_tokens": 192,
+    "env.max_turns": 3, "env.workers": 2, "rollout.n": 1, "rollout.max_new_tokens": 80,
+    "env.kwargs.families": ["text_reading"],  # expert turns of ~60 tokens: short untrained turns
     "batching.train_batch_size": 2, "optim.mini_batch_size": 2, "optim.micro_batch_size": 2,
     "sft.episodes": 4, "sft.epochs": 1, "sft.batch_size": 4,
 }

@@ -17,8 +17,9 @@ from pyvision_gym.train.trainer import train
 # (an untrained model's groups are all zero-reward, so zero_variance would drop them all).
 QUICK = [
     "steps=2", "val_every=2", "val_episodes=2", "save_every=1", "env.workers=4",
-    "rollout.n=2", "rollout.gen_batch_size=2", "rollout.max_new_tokens=256", "batching.train_batch_size=2",
+    "rollout.n=2", "rollout.gen_batch_size=2", "rollout.max_new_tokens=80", "batching.train_batch_size=2",
     "batching.filters=[]", "optim.mini_batch_size=2", "sft.episodes=4", "sft.epochs=1", "sft.batch_size=4",
+    "env.kwargs.families=[text_reading]",  # expert turns of ~60 tokens, so the untrained model's turns stay short
 ]
 
 
