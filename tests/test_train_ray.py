@@ -97,7 +97,7 @@ def test_a_killed_actor_costs_its_episode_only(ray_cluster, tmp_path, tmp_path_f
     reasons = [r.end_reason for r in records]
     assert reasons.count("ENV_ERROR") == 1 and "ActorDiedError" in (records[0].error or "") + "".join(r.error or "" for r in records)
     assert [r.end_reason for r in records if r.end_reason != "ENV_ERROR"] == ["DONE"] * 3
-    assert len(envs) == 3  # the dead actor's handle was replaced by a fresh actor
+    # (how many handles that took depends on scheduling: the freed survivor may take the next task)
 
 
 def test_an_unknown_backend_is_a_clear_error(tmp_path):
