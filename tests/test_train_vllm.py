@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_train_rollout import engine_learner_gap
 
 from pyvision_gym.agents.codec import QwenChatCodec
-from pyvision_gym.rollout import TaskSpec
 from pyvision_gym.train.config import EnvConfig, PolicyConfig, RolloutConfig, TrainConfig
 from pyvision_gym.train.engines import vllm as vllm_engine
 from pyvision_gym.train.engines.base import GenRequest, Sampling
 from pyvision_gym.train.engines.hf import HFEngine
 from pyvision_gym.train.engines.vllm import VLLMEngine, VLLMError, collapse_image_runs
-from pyvision_gym.train.rollout import RolloutRunner, env_factory
 
 ENV = EnvConfig(kwargs={"families": ["counting"], "difficulty": 0}, max_turns=2)
 LEARNER_ATOL = 1e-4  # the issue's bound; measured max |engine - learner| on this model: see the test
@@ -149,22 +148,7 @@ def _with(codec: QwenChatCodec, **attrs) -> QwenChatCodec:
 def test_sampler_logprobs_equal_the_learners(engine, codec, model, temperature):
     """Two-turn rollouts on real environments: the engine's log-probs are the learner's
     recomputation under logits / T (images included)."""
-    from pyvision_gym.train.collate import collate
-    from pyvision_gym.train.logprobs import sequence_logprobs
-
-    sampling = Sampling(max_new_tokens=8, temperature=temperature)
-    runner = RolloutRunner(env_factory(ENV), engine, codec, sampling, max_length=4096, batch_size=2)
-    try:
-        trajs = runner.collect([TaskSpec("a", seed=0), TaskSpec("b", seed=1)], n=1, seed=1)
-    finally:
-        runner.close()
-    batch = collate(trajs, codec)
-    assert batch.vision["pixel_values"].shape[0] > 0
-    with torch.no_grad():
-        logp = sequence_logprobs(model, batch, temperature=temperature if temperature > 0 else 1.0)
-    mask = batch.loss_mask > 0
-    assert int(mask.sum()) == sum(t.response_tokens for t in trajs) > 8
-    gap = (logp[mask] - batch.sampler_logp[mask]).abs().max().item()
+    gap = engine_learner_gap(engine, codec, model, ENV, temperature)
     assert gap < LEARNER_ATOL, f"max |engine - learner| log-prob gap {gap:.2e}"
 
 

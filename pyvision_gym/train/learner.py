@@ -144,6 +144,7 @@ class Learner:
         self.optimizer = self.make_optimizer(cfg.optim.lr)
         self.loss_fn = get_policy_loss(cfg.algorithm.policy_loss)
         self.step = 0  # RL optimiser steps taken (SFT steps are not counted)
+        self.random_forward = has_dropout(model)  # train-mode forwards differ from eval-mode ones
         self._fused_gap: np.ndarray | None = None  # gap sums while old log-probs come from the update's forward
 
     # ------------------------------------------------------------------ set-up
@@ -255,9 +256,10 @@ class Learner:
         t0 = time.perf_counter()
         metrics: dict[str, float] = {}
         missing = sum("old_logp" not in t.info for t in self.local_trajectories(trajs))
-        single_step = self.cfg.optim.epochs == 1 and len(self.minibatches(trajs)) == 1 and not has_dropout(self.policy)
-        fused = single_step and all_reduce_sum([missing], self.device)[0] > 0
-        if not fused and all_reduce_sum([missing], self.device)[0] > 0:
+        need_old = all_reduce_sum([missing], self.device)[0] > 0
+        single_step = self.cfg.optim.epochs == 1 and len(self.minibatches(trajs)) == 1 and not self.random_forward
+        fused = need_old and single_step
+        if need_old and not fused:
             metrics.update(self.old_logprobs(trajs))
         totals: dict[str, float] = defaultdict(float)
         steps = 0
