@@ -10,8 +10,10 @@ blobs instead (the previous design, kept for comparison in ``benchmarks/``).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,11 @@ from PIL import Image
 from .runtime_config import RuntimeInputError
 
 MEMFD_AVAILABLE = hasattr(os, "memfd_create") and hasattr(fcntl, "F_ADD_SEALS")
-_SEALS = (getattr(fcntl, "F_SEAL_SEAL", 0) | getattr(fcntl, "F_SEAL_SHRINK", 0)
-          | getattr(fcntl, "F_SEAL_GROW", 0) | getattr(fcntl, "F_SEAL_WRITE", 0))
+_SIZE_SEALS = getattr(fcntl, "F_SEAL_SHRINK", 0) | getattr(fcntl, "F_SEAL_GROW", 0)
+_SEAL_WRITE = getattr(fcntl, "F_SEAL_WRITE", 0)
+_SEAL_FUTURE_WRITE = getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x0010)  # Linux >= 5.1; not in 3.11's fcntl
+_SEAL_SEAL = getattr(fcntl, "F_SEAL_SEAL", 0)
+_WRITE_SEAL_TRIES = (0.0, 0.005, 0.05)  # seconds to wait before each F_SEAL_WRITE attempt
 
 
 @dataclass
@@ -63,6 +68,30 @@ def raw_pixels(name: str, im: Image.Image | np.ndarray) -> tuple[str, tuple[int,
     return im.mode, im.size, im.tobytes()
 
 
+def _seal(fd: int) -> None:
+    """Seal ``fd`` against resizing and writing, then against further seals.
+
+    ``F_SEAL_WRITE`` makes the kernel wait for transient references to the file's pages (a
+    page just written may still sit in another CPU's LRU batch) and fail with ``EBUSY`` when
+    they outlast its short wait: seen once in CI under load. We retry, and if the pages are
+    still held we add ``F_SEAL_FUTURE_WRITE`` instead: it forbids every later ``write`` and
+    writable mapping, and no writable mapping of this fresh file exists, so the sandbox sees
+    the same read-only file.
+    """
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SIZE_SEALS)
+    for delay in _WRITE_SEAL_TRIES:
+        time.sleep(delay)
+        try:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEAL_WRITE)
+            break
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+    else:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEAL_FUTURE_WRITE)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEAL_SEAL)
+
+
 def _sealed_memfd(name: str, data: Any) -> int:
     view = memoryview(data)
     fd = os.memfd_create(f"pyvision-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -70,7 +99,7 @@ def _sealed_memfd(name: str, data: Any) -> int:
         written = 0
         while written < len(view):
             written += os.write(fd, view[written:])
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        _seal(fd)
     except BaseException:
         os.close(fd)
         raise
