@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -108,8 +109,22 @@ def toolbox_source(modality: str, helpers: tuple[str, ...]) -> str:
 
 def toolbox_signatures(source: str) -> list[str]:
     """``name(arg, ...)`` of every top-level function ``source`` defines (for the prompt)."""
-    return [f"{node.name}({', '.join(a.arg for a in node.args.args)})"
-            for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+    return list(_signatures(source))
+
+
+_AST_LOCK = threading.Lock()
+
+
+@cache
+def _signatures(source: str) -> tuple[str, ...]:
+    # CPython 3.11's AST constructor keeps its recursion depth per interpreter, not per thread:
+    # two threads parsing at once fail with "SystemError: AST constructor recursion depth
+    # mismatch" (seen when the trainer's environment threads reset together). One parse at a
+    # time, and each toolbox source is parsed once.
+    with _AST_LOCK:
+        tree = ast.parse(source)
+    return tuple(f"{node.name}({', '.join(a.arg for a in node.args.args)})"
+                 for node in tree.body if isinstance(node, ast.FunctionDef))
 
 
 # ----------------------------------------------------------------------------- the expert's turns

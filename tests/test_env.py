@@ -375,3 +375,33 @@ def test_toolbox_preloads_the_experts_helpers(env_id, cache):
     finally:
         env.close()
         plain.close()
+
+
+def test_toolbox_signatures_parse_safely_from_many_threads() -> None:
+    """CPython 3.11's AST constructor fails ("recursion depth mismatch") when threads parse at
+    once; the trainer's environment threads reset together, so the toolbox parses under a lock.
+    A garbage-collector callback that yields makes threads switch inside the parser (without the
+    lock this fails every time)."""
+    import gc
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyvision_gym.envs.experts import toolbox_signatures
+
+    def parse(i: int) -> list[str]:
+        body = "".join(f"    if x > {k}:\n        x = [x, {{'k': (x, {k})}}]\n" for k in range(30))
+        return toolbox_signatures(f"def f{i}(x, y):\n{body}    return x\n\n\ndef g{i}():\n    pass\n")
+
+    def switch(*_: object) -> None:
+        time.sleep(0.0001)
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(5)
+    gc.callbacks.append(switch)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(parse, range(300)))
+    finally:
+        gc.callbacks.remove(switch)
+        gc.set_threshold(*threshold)
+    assert results == [[f"f{i}(x, y)", f"g{i}()"] for i in range(300)]
