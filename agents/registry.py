@@ -9,6 +9,8 @@ Valid forms::
     vlm:hf:PATH            a vision-language model through transformers
     vlm:vllm:PATH          ... through vLLM
     vlm:openai:URL#MODEL   ... through an OpenAI-compatible server
+    reference              the shipped reference agent (a tiny Qwen2.5-VL trained by
+                           ``pyvision-gym train --config reference``; agents/checkpoints/reference)
     sb3[:PATH]             SB3Agent: a stable-baselines3 macro-action policy (PATH: a model zip
                            saved by pyvision_gym.integrations.sb3.save_model; default: the shipped PPO)
     package.module:Name    your own agent: an Agent subclass, or a function returning an Agent
@@ -42,6 +44,7 @@ AGENTS: dict[str, str] = {
     "full-video": "pyvision_gym.agents.baselines:FullVideoAgent",
     "vlm": "pyvision_gym.agents.vlm:make_vlm_agent",
     "sb3": "pyvision_gym.agents.sb3_agent:SB3Agent",
+    "reference": "pyvision_gym.agents.reference:make_reference_agent",
 }
 _ALIASES = {"full_video": "full-video", "fullvideo": "full-video"}
 VLM_BACKENDS = tuple(BACKENDS)
@@ -54,6 +57,7 @@ SPEC_FORMS = (
     "vlm:vllm:PATH",
     "vlm:openai:URL#MODEL",
     "sb3[:PATH]",
+    "reference",
     "package.module:AgentClass",
 )
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pyvision_gym import authors_format
@@ -167,8 +168,13 @@ class VLMAgent(Agent):
         seed: int | None = None,
         max_pixels: int | None = None,
         prompt_style: str = "default",
+        env_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.prompt_style = authors_format.check_prompt_style(prompt_style)
+        extra = dict(env_overrides or {})
+        if "prompt_style" in extra and extra.pop("prompt_style") != self.prompt_style:
+            raise ValueError("env_overrides['prompt_style'] must match prompt_style (give prompt_style only)")
+        self._env_overrides = extra
         style = STYLE_DEFAULTS[self.prompt_style]
         self.backend = backend
         self.spec = spec or f"vlm:{backend.name}"
@@ -183,8 +189,12 @@ class VLMAgent(Agent):
 
     @property
     def env_overrides(self) -> dict[str, Any] | None:
-        """Environment settings the evaluation applies for this agent: its prompt style."""
-        return {"prompt_style": self.prompt_style} if self.prompt_style != "default" else None
+        """Environment settings the evaluation applies for this agent: its prompt style and the
+        ``env_overrides`` it was given (e.g. from a model folder's ``pyvision_agent.json``)."""
+        out = dict(self._env_overrides)
+        if self.prompt_style != "default":
+            out["prompt_style"] = self.prompt_style
+        return out or None
 
     def messages(self, episode: Episode) -> list[Message]:
         """The chat the backend sees for ``episode``."""
@@ -213,13 +223,32 @@ class VLMAgent(Agent):
         info["system_prompt_sha"] = hashlib.sha256(json.dumps(self.system_prompt).encode()).hexdigest()[:12]
         if self.prompt_style != "default":
             info["prompt_style"] = self.prompt_style
+        if self.env_overrides:
+            info["env_overrides"] = self.env_overrides
         return info
 
     def close(self) -> None:
         self.backend.close()
 
 
-_AGENT_KEYS = ("system_prompt", "max_new_tokens", "temperature", "top_p", "stop", "seed", "max_pixels", "prompt_style")
+_AGENT_KEYS = ("system_prompt", "max_new_tokens", "temperature", "top_p", "stop", "seed", "max_pixels", "prompt_style",
+               "env_overrides")
+AGENT_FILE = "pyvision_agent.json"  # agent settings a model folder carries (``pyvision-gym export`` writes it)
+
+
+def folder_settings(target: str) -> dict[str, Any]:
+    """The agent settings stored in model folder ``target`` (``{}`` without the file)."""
+    path = Path(target) / AGENT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    unknown = sorted(set(data) - set(_AGENT_KEYS)) if isinstance(data, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ValueError(f"{path}: unknown agent settings {unknown}; known: {', '.join(_AGENT_KEYS)}")
+    return data
 
 
 def make_vlm_agent(backend: str, target: str, **kw: Any) -> VLMAgent:
@@ -229,12 +258,18 @@ def make_vlm_agent(backend: str, target: str, **kw: Any) -> VLMAgent:
     ``target`` is a model folder for "hf" / "vllm" and ``URL#MODEL`` for "openai" (e.g.
     ``http://127.0.0.1:8000/v1#tiny``). Keyword arguments go to the agent when they are
     sampling / prompt options (``max_new_tokens``, ``temperature``, ``top_p``, ``stop``,
-    ``seed``, ``system_prompt``, ``max_pixels``, ``prompt_style``) and to the backend otherwise (e.g. ``device``,
-    ``max_batch_size`` for "hf"; ``python`` for "vllm"; ``api_key``, ``timeout``,
-    ``concurrency``, ``max_retries`` for "openai").
+    ``seed``, ``system_prompt``, ``max_pixels``, ``prompt_style``, ``env_overrides``) and to the
+    backend otherwise (e.g. ``device``, ``max_batch_size`` for "hf"; ``python`` for "vllm";
+    ``api_key``, ``timeout``, ``concurrency``, ``max_retries`` for "openai").
+
+    A model folder may carry ``pyvision_agent.json`` (written by ``pyvision-gym export``): the
+    settings its policy was trained with (``max_new_tokens``, ``env_overrides``), used unless
+    given here.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown VLM backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend in ("hf", "vllm"):
+        kw = {**folder_settings(target), **kw}
     authors_format.check_prompt_style(kw.get("prompt_style", "default"))  # before loading a model
     agent_kw = {k: kw.pop(k) for k in _AGENT_KEYS if k in kw}
     args: tuple[str, ...] = (target,)

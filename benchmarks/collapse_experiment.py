@@ -55,13 +55,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm import tqdm
 
-from pyvision_gym.env import default_cache_dir
 from pyvision_gym.train.batching import BatchingError, check_filters
 from pyvision_gym.train.config import ConfigError, TrainConfig, load_config, parse_override
-from pyvision_gym.train.policy_model import model_folder
 
 from .collapse_report import write_outputs
 
@@ -114,7 +111,6 @@ ARM_C_FILTERS = ["zero_variance", "image_tokens", "over_length", "end_reason"]  
 # so it would drop every trajectory; add it with --filters when the mix shows images.
 ARM_KNOBS = ("env.reward", "batching.filters", "batching.rank_by_std", "rollout.gen_batch_size", "batching.max_gen_batches")
 RUN_MARKER = "collapse_run.json"  # the harness's record of a run (status, error, seconds)
-MODEL_MARKER = "exported_from.json"  # written last into an exported SFT model folder
 IGNORED_ON_RESUME = ("steps",)  # a finished run with more steps is reused; fewer are continued
 
 
@@ -259,7 +255,8 @@ def run_state(cfg: TrainConfig) -> str:
     out = Path(cfg.out_dir)
     stored = out / "config.yaml"
     if stored.is_file():
-        diff = config_diff(yaml.safe_load(stored.read_text(encoding="utf-8")), cfg.to_dict(), IGNORED_ON_RESUME)
+        # read through the config class: a field added since the run was made counts at its default
+        diff = config_diff(load_config(stored).to_dict(), cfg.to_dict(), IGNORED_ON_RESUME)
         if diff:
             raise ExperimentError(f"{out} was made with a different config (differs in: {', '.join(diff)}); "
                                   "use another --out or delete that folder")
@@ -309,29 +306,17 @@ def prune_checkpoints(run_dir: Path) -> list[str]:
 
 
 def export_sft_model(cfg: TrainConfig, dest: Path) -> Path:
-    """The SFT run's last checkpoint as a model folder (weights + the base folder's processor files)."""
-    import torch
-    from transformers import AutoModelForImageTextToText
+    """The SFT run's last checkpoint as a model folder (``pyvision-gym export``), made once."""
+    from pyvision_gym.train.export import MARKER, export_model_folder
 
     if cfg.policy.lora.enabled:
         raise ExperimentError("the shared SFT start needs full weights; policy.lora.enabled is not supported here")
-    marker = _read_json(dest / MODEL_MARKER)
+    marker = _read_json(dest / MARKER)
     run = Path(cfg.out_dir)
-    checkpoint = run / (run / "latest").read_text(encoding="utf-8").strip()
-    if marker is not None and marker.get("checkpoint") == str(checkpoint):
+    checkpoint = (run / "latest").read_text(encoding="utf-8").strip()
+    if marker is not None and marker.get("checkpoint") == checkpoint and marker.get("run") == str(run.resolve()):
         return dest
-    cache = Path(cfg.env.cache_dir) if cfg.env.cache_dir else default_cache_dir()
-    src = model_folder(cfg.policy, cache / "models")
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "tiny_build.json"))
-    model = AutoModelForImageTextToText.from_pretrained(src, dtype=torch.float32)
-    model.load_state_dict(torch.load(checkpoint / "model.pt", map_location="cpu"))
-    model.save_pretrained(tmp)
-    (tmp / MODEL_MARKER).write_text(json.dumps({"checkpoint": str(checkpoint), "base": str(src)}, indent=1) + "\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
+    return export_model_folder(run, dest)
 
 
 def plan_runs(design: Design) -> list[tuple[str, int, Arm | None]]:

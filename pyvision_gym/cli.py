@@ -41,13 +41,19 @@ suites_app = typer.Typer(no_args_is_help=True, help="List, freeze and verify eva
 app.add_typer(suites_app, name="suites")
 
 DEMO_AGENTS = ("random", "direct", "expert", "full-video")
-DEMO_SUITES = ("demo-image-v0", "demo-video-v0")
+# The agents each demo suite is played by: the baselines, and on images the two trained agents
+# (the classic-RL SB3 macro policy and the reference VLM agent, both image-only).
+DEMO_RUNS = {
+    "demo-image-v0": ("random", "direct", "expert", "sb3", "reference"),
+    "demo-video-v0": ("random", "direct", "expert", "full-video"),
+}
 SERVE = "pyvision_gym.agents.serve:serve"
-TRAIN = "pyvision_gym.train.trainer:train"  # loaded on use: torch and transformers are slow to import
+TRAIN = "pyvision_gym.train.trainer:train"
+EXPORT = "pyvision_gym.train.export:export_model_folder"  # loaded on use: torch and transformers are slow to import
 BUILD_TINY_MODEL = "pyvision_gym.agents.tiny_model:build_tiny_qwen25vl"
 AGENT_HELP = (
     "random[:SEED] | direct | expert | full-video | vlm:hf:PATH | vlm:vllm:PATH | "
-    "vlm:openai:URL#MODEL | package.module:AgentClass (or a function returning an Agent)"
+    "vlm:openai:URL#MODEL | sb3[:PATH] | reference | package.module:AgentClass (or a function returning an Agent)"
 )
 
 
@@ -56,13 +62,13 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo's runs, leaderboard and viewers go."),
     runtime_only: bool = typer.Option(False, "--runtime-only", help="Only walk through the sandboxed runtime."),
 ) -> None:
-    """Run the baseline agents on the embedded demo suites and print the leaderboard."""
+    """Run the baseline and the shipped trained agents on the embedded demo suites and print the leaderboard."""
     run_demo(timeout=3.0)
     if runtime_only:
         return
     run_dirs = []
-    for suite in DEMO_SUITES:
-        for spec in DEMO_AGENTS:
+    for suite, specs in DEMO_RUNS.items():
+        for spec in specs:
             run_dir = out / suite / spec.replace(":", "_")
             typer.echo(f"\n>>> pyvision-gym eval --agent {spec} --suite {suite} --out {run_dir}")
             run_eval(spec, suite, run_dir)
@@ -280,6 +286,26 @@ def train(
     summary = load(TRAIN)(cfg, resume=resume)
     typer.echo(json.dumps(summary.get("validation", {}), indent=1))
     typer.echo(f"run folder: {cfg.out_dir}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A training run folder (pyvision-gym train's out_dir)."),
+    dest: Path = typer.Argument(..., help="The model folder to write (replaced if it exists)."),
+    checkpoint: Path | None = typer.Option(None, help="A checkpoint folder of the run (default: its latest)."),
+    dtype: str = typer.Option("float32", help="Weights' dtype: float32, bfloat16 or float16."),
+) -> None:
+    """Write a run's checkpoint as a model folder for ``vlm:hf:DEST``, with the agent settings
+    the run trained with (pyvision_agent.json)."""
+    from pyvision_gym.train.config import ConfigError
+    from pyvision_gym.train.export import ExportError
+
+    try:
+        folder = load(EXPORT)(run, dest, checkpoint=checkpoint, dtype=dtype)
+    except (ExportError, ConfigError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"model folder: {folder} (evaluate it: pyvision-gym eval --agent vlm:hf:{folder} --suite ...)")
 
 
 @app.command()

@@ -213,3 +213,19 @@ def test_quick_run_end_to_end_and_resume(tmp_path: Path) -> None:
     assert len(runs) == 4 and all(r["skipped"] and r["status"] == "done" for r in runs)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-0/metrics.jsonl")} == before
     assert ce.main([*argv, "--set", "optim.lr=0.5"]) == 2
+
+
+def test_run_state_reads_old_folders_at_the_new_fields_defaults(tmp_path: Path) -> None:
+    """A run folder written before a config field existed is the same config (the field at its
+    default); a real difference is still an error naming the key."""
+    from pyvision_gym.train.config import load_config
+
+    cfg = load_config("tiny-cpu", [f"out_dir={tmp_path}"])
+    stored = cfg.to_dict()
+    del stored["policy"]["tiny_model_overrides"], stored["sft"]["lr_schedule"]  # fields added later
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert ce.run_state(cfg) == "fresh"
+    stored["optim"]["lr"] = 1.0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(ce.ExperimentError, match=r"differs in: optim\.lr"):
+        ce.run_state(cfg)

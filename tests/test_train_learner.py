@@ -269,6 +269,22 @@ def test_lora_trains_only_the_adapters(tmp_path_factory):
         assert torch.allclose(sequence_logprobs(base_model, batch), sequence_logprobs(model, batch), atol=1e-5)
 
 
+def test_tiny_model_overrides_build_their_own_folder(tmp_path):
+    import json
+
+    from pyvision_gym.train.policy_model import model_folder
+
+    cfg = train_config()
+    cfg.policy.tiny_model_overrides = {"num_hidden_layers": 3}
+    folder = model_folder(cfg.policy, tmp_path)
+    assert folder.name == "tiny-qwen25vl-seed0-num_hidden_layers3"
+    text = json.loads((folder / "config.json").read_text())
+    assert text.get("text_config", text)["num_hidden_layers"] == 3
+    cfg.policy.tiny_model_overrides = {"num_layers": 3}
+    with pytest.raises(TypeError, match="unknown tiny-model parameters"):
+        model_folder(cfg.policy, tmp_path)
+
+
 def test_a_folder_without_config_is_a_clear_error(tmp_path):
     cfg = train_config()
     cfg.policy.model_path = str(tmp_path)

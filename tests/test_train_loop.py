@@ -46,6 +46,31 @@ def test_sft_then_rl_writes_every_output_and_resumes(tmp_path: Path) -> None:
     assert summary3["steps"] == 3 and (run / "latest").read_text().strip() == "step-000003"
     rows3 = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows3 if r["phase"] == "train"] == [1, 2, 3]
+    _export_is_the_checkpoint_with_its_agent_settings(run, tmp_path / "exported")
+
+
+def _export_is_the_checkpoint_with_its_agent_settings(run: Path, dest: Path) -> None:
+    """``pyvision-gym export`` writes the latest checkpoint's weights as a model folder that
+    ``vlm:hf:DEST`` loads with the run's agent settings (max_new_tokens, the toolbox)."""
+    import torch
+
+    from pyvision_gym.agents.registry import make_agent
+
+    res = CliRunner().invoke(app, ["export", str(run), str(dest)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((dest / "pyvision_agent.json").read_text()) == {"max_new_tokens": 80, "env_overrides": {"toolbox": True}}
+    assert json.loads((dest / "exported_from.json").read_text())["step"] == 3
+    agent = make_agent(f"vlm:hf:{dest}")
+    try:
+        assert agent.sampling.max_new_tokens == 80 and agent.env_overrides == {"toolbox": True}
+        assert agent.describe()["env_overrides"] == {"toolbox": True}
+        saved = torch.load(run / "step-000003" / "model.pt", map_location="cpu")
+        loaded = agent.backend.model.state_dict()
+        assert all(torch.equal(loaded[k].float(), v.float()) for k, v in saved.items())
+    finally:
+        agent.close()
+    bad = CliRunner().invoke(app, ["export", str(dest), str(dest.with_name("again"))])
+    assert bad.exit_code == 2 and "not a training run folder (no config.yaml)" in bad.output
 
 
 def test_config_errors_name_the_key() -> None:

@@ -84,11 +84,20 @@ def test_sft_lowers_the_nll_of_expert_trajectories(policy, tmp_path_factory):
 
 def test_sft_warm_start_reports_collection_and_epochs(tmp_path_factory):
     cfg = sft_config(episodes=2)
-    cfg.sft.epochs = 1
+    cfg.sft.epochs = 2
+    cfg.sft.batch_size = 1  # two updates an epoch
+    cfg.sft.lr_schedule = "cosine"
     model, codec = load_policy(cfg.policy, cache_dir(tmp_path_factory))
     metrics = sft_warm_start(cfg, Learner(model, codec, cfg))
-    assert len(metrics) == 1 and metrics[0]["sft/correct_episodes"] == 2
+    assert len(metrics) == 2 and metrics[0]["sft/correct_episodes"] == 2
     assert metrics[0]["sft/loss"] > 0 and metrics[0]["sft/grad_norm"] > 0
+    # cosine over the 4 updates: lr/10 + (lr - lr/10) * (1 + cos(pi * t / 4)) / 2 after t = 2, then lr/10
+    lr = cfg.sft.lr
+    assert metrics[0]["sft/lr"] == pytest.approx(lr / 10 + 0.9 * lr / 2)
+    assert metrics[1]["sft/lr"] == pytest.approx(lr / 10)
+    cfg.sft.lr_schedule = "linear"
+    with pytest.raises(ValueError, match="sft.lr_schedule must be 'constant' or 'cosine', got 'linear'"):
+        sft_warm_start(cfg, Learner(model, codec, cfg))
 
 
 def test_expert_turns_longer_than_max_new_tokens_are_refused(tmp_path_factory):

@@ -297,6 +297,10 @@ def make_boards(runs: list[RunEntry], expected_hashes: dict[str, str] | None, su
             total = r.summary["suite"].get("tasks_in_suite")
             if is_num(total) and is_num(r.stats["episodes"]) and r.stats["episodes"] < total:
                 notes.append(f"{r.label}: ran {r.stats['episodes']} of the suite's {total} tasks (a subset)")
+            overrides = r.summary["agent"].get("env_overrides") if isinstance(r.summary.get("agent"), dict) else None
+            if overrides:
+                shown = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
+                notes.append(f"{r.label}: ran with environment settings of its own over the suite's ({shown})")
             if r.stats["missing"]:
                 notes.append(
                     f"{r.label}: {r.stats['missing']} of {r.stats['episodes']} episodes unfinished or missing "

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-CONFIGS = ("tiny-cpu", "qwen2.5-vl-7b")
+CONFIGS = ("tiny-cpu", "reference", "qwen2.5-vl-7b")
 
 
 class ConfigError(ValueError):
@@ -51,6 +51,9 @@ class PolicyConfig:
     """Keyword arguments of the codec (e.g. ``max_pixels`` for observation images)."""
     tiny_model_seed: int = 0
     """Seed of the tiny model when ``model_path`` is ``tiny``."""
+    tiny_model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Sizes of the tiny model when ``model_path`` is ``tiny`` (e.g. ``{num_hidden_layers: 4}``;
+    the names of ``pyvision_gym.agents.tiny_model.DEFAULTS``)."""
     device: str = "auto"
     """``cpu``, ``cuda`` or ``auto`` (cuda when available)."""
     dtype: str = "auto"
@@ -178,6 +181,8 @@ class SFTConfig:
     """Passes over them."""
     lr: float = 1e-5
     """SFT learning rate."""
+    lr_schedule: str = "constant"
+    """``constant``, or ``cosine``: from ``lr`` down to ``lr / 10`` over the SFT's optimiser steps."""
     batch_size: int = 8
     """Trajectories per optimiser step."""
 

@@ -48,7 +48,10 @@ def model_folder(cfg: PolicyConfig, cache_dir: str | Path) -> Path:
     """The model folder: the tiny model built under ``cache_dir`` or ``cfg.model_path``."""
     if cfg.model_path == "tiny":
         build = load(TINY_BUILDER)
-        return Path(build(Path(cache_dir) / f"tiny-qwen25vl-seed{cfg.tiny_model_seed}", seed=cfg.tiny_model_seed))
+        name = f"tiny-qwen25vl-seed{cfg.tiny_model_seed}"
+        if cfg.tiny_model_overrides:  # another architecture: another folder
+            name += "-" + "-".join(f"{k}{v}" for k, v in sorted(cfg.tiny_model_overrides.items()))
+        return Path(build(Path(cache_dir) / name, seed=cfg.tiny_model_seed, **cfg.tiny_model_overrides))
     path = Path(cfg.model_path).expanduser()
     if not (path / "config.json").is_file():
         raise PolicyError(f"policy.model_path {cfg.model_path!r} is not a model folder (no config.json); use 'tiny' or a local checkpoint")

@@ -17,6 +17,7 @@ so they do not replay the RL run's prompts.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -170,7 +171,12 @@ def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed:
     ``cfg.lr``; one metrics dict per epoch (``sft/loss``, ``sft/grad_norm``, ...)."""
     if not trajs:
         raise ValueError("SFT needs at least one expert trajectory (none was collected or all were wrong)")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"sft.lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     optimizer = learner.make_optimizer(cfg.lr)
+    total = cfg.epochs * math.ceil(len(trajs) / max(1, cfg.batch_size))
+    if cfg.lr_schedule == "cosine":  # lr -> lr / 10 over the run (torch's scheduler, stepped per update)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total), eta_min=cfg.lr / 10)
     loss = nll_loss(learner)
     out = []
     bar = tqdm(range(cfg.epochs), desc=f"SFT on {len(trajs)} expert episodes", unit="epoch", dynamic_ncols=True, disable=learner.rank != 0)
@@ -184,9 +190,12 @@ def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed:
             for k, v in learner.optimizer_step(batch, loss, optimizer, temperature=1.0).items():
                 totals[k] = totals.get(k, 0.0) + v
             steps += 1
+            if cfg.lr_schedule == "cosine":
+                schedule.step()
         summary = learner.summarize(totals, steps, time.perf_counter() - t0)
         metrics = {k.replace("learner/", "sft/"): v for k, v in summary.items() if k.startswith("learner/")}
-        metrics.update({"sft/epoch": float(epoch + 1), "time/sft_epoch_s": summary["time/learner_s"]})
+        metrics.update({"sft/epoch": float(epoch + 1), "sft/lr": float(optimizer.param_groups[0]["lr"]),
+                        "time/sft_epoch_s": summary["time/learner_s"]})
         out.append(metrics)
     return out
 
