@@ -1,11 +1,14 @@
 """``reference``: the shipped reference agent, a tiny Qwen2.5-VL trained by this project's trainer.
 
-The model folder ``agents/checkpoints/reference`` was written by ``pyvision-gym export`` from a
-``pyvision-gym train --config reference`` run; its model card (``README.md`` beside the weights)
-gives the commands, the data, the wall time and the scores. The agent is the VLM agent on the
+The model folder ``agents/checkpoints/reference`` is written by ``pyvision-gym export`` from a
+``pyvision-gym train --config reference`` run. It is not shipped yet: the tiny model trained
+that way does not beat the ``direct`` baseline (the README's "The reference agent" gives the
+measurements); until it does, the spec says how to make the folder. The agent is the VLM agent on the
 transformers backend over that folder, with the settings the folder's ``pyvision_agent.json``
-records (greedy, up to 512 new tokens a turn, and the environment's ``toolbox``, which the
-evaluation applies and records with the run). ``vlm:hf:agents/checkpoints/reference`` is the
+records: greedy, up to 512 new tokens a turn, and two environment settings it was trained
+with, which the evaluation applies on top of the suite's and records with the run (the
+leaderboard notes them): ``toolbox=True`` (the family's helper functions preloaded and listed
+in the prompt) and ``show_image=False`` (no image in the prompt; it looks through code). ``vlm:hf:agents/checkpoints/reference`` is the
 same agent.
 """
 
@@ -25,7 +28,11 @@ REFERENCE_MODEL = Path(__file__).resolve().parent / "checkpoints" / "reference"
 def make_reference_agent(**kw: Any) -> VLMAgent:
     """The reference agent; keyword arguments as for :func:`make_vlm_agent` ("hf")."""
     if not (REFERENCE_MODEL / "config.json").is_file():
-        raise FileNotFoundError(f"the reference checkpoint is missing: {REFERENCE_MODEL} has no config.json")
+        raise FileNotFoundError(
+            f"the reference checkpoint is not in this repository yet ({REFERENCE_MODEL} has no config.json): "
+            f"train it with `pyvision-gym train --config reference`, then "
+            f"`pyvision-gym export runs/train/reference {REFERENCE_MODEL}`"
+        )
     agent = make_vlm_agent("hf", str(REFERENCE_MODEL), **kw)
     agent.spec = "reference"
     return agent

@@ -58,12 +58,13 @@ def _export_is_the_checkpoint_with_its_agent_settings(run: Path, dest: Path) -> 
 
     res = CliRunner().invoke(app, ["export", str(run), str(dest)])
     assert res.exit_code == 0, res.output
-    assert json.loads((dest / "pyvision_agent.json").read_text()) == {"max_new_tokens": 80, "env_overrides": {"toolbox": True}}
+    overrides = {"toolbox": True, "show_image": False}  # tiny-cpu trains with both
+    assert json.loads((dest / "pyvision_agent.json").read_text()) == {"max_new_tokens": 80, "env_overrides": overrides}
     assert json.loads((dest / "exported_from.json").read_text())["step"] == 3
     agent = make_agent(f"vlm:hf:{dest}")
     try:
-        assert agent.sampling.max_new_tokens == 80 and agent.env_overrides == {"toolbox": True}
-        assert agent.describe()["env_overrides"] == {"toolbox": True}
+        assert agent.sampling.max_new_tokens == 80 and agent.env_overrides == overrides
+        assert agent.describe()["env_overrides"] == overrides
         saved = torch.load(run / "step-000003" / "model.pt", map_location="cpu")
         loaded = agent.backend.model.state_dict()
         assert all(torch.equal(loaded[k].float(), v.float()) for k, v in saved.items())

@@ -7,7 +7,8 @@ config, tokenizer and processor files, the checkpoint's weights (LoRA adapters m
 - ``pyvision_agent.json``: the agent settings the run trained with, which
   :func:`pyvision_gym.agents.vlm.make_vlm_agent` applies when it loads the folder:
   ``max_new_tokens`` (the run's ``rollout.max_new_tokens``) and ``env_overrides``, the
-  environment settings that change what the policy sees (``toolbox``, ``prompt_style``). An
+  environment settings that change what the policy sees (``toolbox``, ``prompt_style``,
+  ``show_image``). An
   evaluation applies those on top of the suite's settings and records them with the run.
 - ``exported_from.json``: the run folder, the checkpoint, its step and the base model.
 """
@@ -29,7 +30,7 @@ from .policy_model import apply_lora, merged_state_dict, model_folder
 
 AGENT_FILE = "pyvision_agent.json"
 MARKER = "exported_from.json"  # written last: a folder without it is an unfinished export
-ENV_OVERRIDE_KEYS = ("toolbox", "prompt_style")  # env settings that change the policy's prompt or runtime
+ENV_OVERRIDE_KEYS = ("toolbox", "prompt_style", "show_image")  # env settings that change what the policy sees
 
 
 class ExportError(ValueError):
