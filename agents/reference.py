@@ -1,15 +1,16 @@
-"""``reference``: the shipped reference agent, a tiny Qwen2.5-VL trained by this project's trainer.
+"""``reference``: the reference agent, a tiny Qwen2.5-VL trained by this project's trainer.
 
 The model folder ``agents/checkpoints/reference`` is written by ``pyvision-gym export`` from a
 ``pyvision-gym train --config reference`` run. It is not shipped yet: the tiny model trained
 that way does not beat the ``direct`` baseline (the README's "The reference agent" gives the
-measurements); until it does, the spec says how to make the folder. The agent is the VLM agent on the
-transformers backend over that folder, with the settings the folder's ``pyvision_agent.json``
-records: greedy, up to 512 new tokens a turn, and two environment settings it was trained
-with, which the evaluation applies on top of the suite's and records with the run (the
-leaderboard notes them): ``toolbox=True`` (the family's helper functions preloaded and listed
-in the prompt) and ``show_image=False`` (no image in the prompt; it looks through code). ``vlm:hf:agents/checkpoints/reference`` is the
-same agent.
+measurements); until it does, the spec says how to make the folder.
+
+The agent is the VLM agent on the transformers backend over that folder, with the settings the
+folder's ``pyvision_agent.json`` records: up to 512 new tokens a turn (greedy), and the
+environment settings it was trained with, which the evaluation applies on top of the suite's
+and records with the run (the leaderboard notes them): ``toolbox=True`` (the family's helper
+functions preloaded and listed in the prompt) and ``show_image=False`` (no image in the prompt;
+it looks through code). ``vlm:hf:agents/checkpoints/reference`` is the same agent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pyvision_gym.agents.registry import AgentSpecError
 from pyvision_gym.agents.vlm import VLMAgent, make_vlm_agent
 
 __all__ = ["REFERENCE_MODEL", "make_reference_agent"]
@@ -28,7 +30,7 @@ REFERENCE_MODEL = Path(__file__).resolve().parent / "checkpoints" / "reference"
 def make_reference_agent(**kw: Any) -> VLMAgent:
     """The reference agent; keyword arguments as for :func:`make_vlm_agent` ("hf")."""
     if not (REFERENCE_MODEL / "config.json").is_file():
-        raise FileNotFoundError(
+        raise AgentSpecError(
             f"the reference checkpoint is not in this repository yet ({REFERENCE_MODEL} has no config.json): "
             f"train it with `pyvision-gym train --config reference`, then "
             f"`pyvision-gym export runs/train/reference {REFERENCE_MODEL}`"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pyvision_gym.agents import reference
-from pyvision_gym.agents.registry import make_agent
+from pyvision_gym.agents.registry import AgentSpecError, make_agent
 from pyvision_gym.evaluation.leaderboard import build_leaderboard
 from pyvision_gym.evaluation.runner import run_eval
 
@@ -33,7 +33,7 @@ def reference_folder(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_missing_checkpoint_names_the_commands_that_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reference, "REFERENCE_MODEL", tmp_path / "nothing-here")
-    with pytest.raises(FileNotFoundError, match=r"pyvision-gym train --config reference`, then `pyvision-gym export"):
+    with pytest.raises(AgentSpecError, match=r"pyvision-gym train --config reference`, then `pyvision-gym export"):
         make_agent("reference")
 
 
@@ -71,3 +71,21 @@ def test_eval_applies_and_records_the_settings_and_the_board_notes_them(referenc
     board = build_leaderboard(list(runs.values()), tmp_path / "board")
     assert "reference: ran with environment settings of its own over the suite's (show_image=False, toolbox=True)" in board.markdown
     assert "direct: ran with environment settings" not in board.markdown
+
+
+def test_exported_authors_format_settings_load_as_that_prompt_style(reference_folder: Path) -> None:
+    """A run in the authors' format exports ``prompt_style`` as an agent setting; the agent
+    then asks the evaluation for that style itself."""
+    from pyvision_gym.train.config import load_config
+    from pyvision_gym.train.export import agent_settings
+
+    cfg = load_config("tiny-cpu", ["env.kwargs.prompt_style=pyvision", "env.kwargs.toolbox=false"])
+    settings = agent_settings(cfg)
+    assert settings == {"max_new_tokens": 256, "prompt_style": "pyvision", "env_overrides": {"toolbox": False, "show_image": False}}
+    (reference_folder / "pyvision_agent.json").write_text(json.dumps(settings))
+    agent = make_agent("reference")
+    try:
+        assert agent.prompt_style == "pyvision"
+        assert agent.env_overrides == {"toolbox": False, "show_image": False, "prompt_style": "pyvision"}
+    finally:
+        agent.close()

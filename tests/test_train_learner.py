@@ -267,6 +267,18 @@ def test_lora_trains_only_the_adapters(tmp_path_factory):
     base_model.load_state_dict(merged)
     with torch.no_grad():
         assert torch.allclose(sequence_logprobs(base_model, batch), sequence_logprobs(model, batch), atol=1e-5)
+    # pyvision-gym export merges a LoRA checkpoint's adapters into the exported weights
+    import yaml
+    from transformers import AutoModelForImageTextToText
+
+    from pyvision_gym.train.export import export_model_folder
+
+    run = tmp_path_factory.mktemp("lora-run")
+    cfg.env.cache_dir = str(cache_dir(tmp_path_factory))
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    save_checkpoint(run / "step-000001", learner)
+    exported = AutoModelForImageTextToText.from_pretrained(export_model_folder(run, run / "model"), dtype=torch.float32)
+    assert all(torch.equal(exported.state_dict()[k], v) for k, v in merged.items())
 
 
 def test_tiny_model_overrides_build_their_own_folder(tmp_path):

@@ -6,10 +6,10 @@ config, tokenizer and processor files, the checkpoint's weights (LoRA adapters m
 
 - ``pyvision_agent.json``: the agent settings the run trained with, which
   :func:`pyvision_gym.agents.vlm.make_vlm_agent` applies when it loads the folder:
-  ``max_new_tokens`` (the run's ``rollout.max_new_tokens``) and ``env_overrides``, the
-  environment settings that change what the policy sees (``toolbox``, ``prompt_style``,
-  ``show_image``). An
-  evaluation applies those on top of the suite's settings and records them with the run.
+  ``max_new_tokens`` (the run's ``rollout.max_new_tokens``), ``prompt_style`` when the run used
+  the authors' format, and ``env_overrides``: the other environment settings that change what
+  the policy sees (``toolbox``, ``show_image``). An evaluation applies those on top of the
+  suite's settings and records them with the run.
 - ``exported_from.json``: the run folder, the checkpoint, its step and the base model.
 """
 
@@ -30,7 +30,9 @@ from .policy_model import apply_lora, merged_state_dict, model_folder
 
 AGENT_FILE = "pyvision_agent.json"
 MARKER = "exported_from.json"  # written last: a folder without it is an unfinished export
-ENV_OVERRIDE_KEYS = ("toolbox", "prompt_style", "show_image")  # env settings that change what the policy sees
+# Env settings that change what the policy sees. ``prompt_style`` is one too, but it is an agent
+# setting of its own (the VLM agent derives its env override from it).
+ENV_OVERRIDE_KEYS = ("toolbox", "show_image")
 
 
 class ExportError(ValueError):
@@ -49,6 +51,8 @@ def agent_settings(cfg: TrainConfig) -> dict[str, Any]:
     """The settings an agent needs to meet the policy on its training terms."""
     env = {k: cfg.env.kwargs[k] for k in ENV_OVERRIDE_KEYS if k in cfg.env.kwargs}
     settings: dict[str, Any] = {"max_new_tokens": int(cfg.rollout.max_new_tokens)}
+    if cfg.env.kwargs.get("prompt_style", "default") != "default":
+        settings["prompt_style"] = cfg.env.kwargs["prompt_style"]
     if env:
         settings["env_overrides"] = env
     return settings
@@ -70,12 +74,13 @@ def export_model_folder(run_dir: str | Path, dest: str | Path, checkpoint: str |
     base = model_folder(cfg.policy, cache / "models")
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
     state = torch.load(ckpt / "model.pt", map_location="cpu", weights_only=True)
-    if cfg.policy.lora.enabled:
-        model = apply_lora(model, cfg.policy)
-        model.load_state_dict(state, strict=False)
-        merged = merged_state_dict(model)
+    if cfg.policy.lora.enabled:  # the checkpoint holds the adapters only: merge them into the base weights
+        peft_model = apply_lora(model, cfg.policy)
+        unexpected = peft_model.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected or not state:
+            raise ExportError(f"{ckpt}: the adapters do not fit {base} with policy.lora (unexpected {unexpected[:3]})")
+        state = merged_state_dict(peft_model)
         model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
-        state = merged
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ExportError(f"{ckpt}: the weights do not fit {base} (missing {missing[:3]}, unexpected {unexpected[:3]})")
