@@ -18,6 +18,8 @@ from __future__ import annotations
 import atexit
 import keyword
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -153,18 +155,13 @@ class Runtime:
                 s.close()
         self._sock = self._ctrl = None
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
+            _kill_group(self._proc)
             self._proc = None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
         if self._host_tmp is not None:
-            self._host_tmp.cleanup()
+            _remove_scratch(self._host_tmp)
             self._host_tmp = None
 
     def __enter__(self) -> Runtime:
@@ -433,3 +430,53 @@ class Runtime:
 def sandbox_package_path() -> Path:
     """Where the sandboxed worker code lives (for diagnostics)."""
     return isolation.SANDBOX_PKG
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the zygote and every process it forked (they share its session's process group).
+
+    The episode processes would die with the zygote anyway (parent-death signal), but that
+    happens after the zygote is reaped; killing the group first means none of them is still
+    writing into the scratch folder when it is removed.
+    """
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        pass
+    deadline = time.monotonic() + 2.0  # SIGKILL is asynchronous: wait until the group has exited
+    while group_members_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def group_members_alive(pgid: int) -> list[int]:
+    """Pids of group ``pgid`` that have not exited yet (Linux ``/proc``; zombies count as exited,
+    since an init that does not reap would keep them forever)."""
+    alive = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:  # it exited while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            alive.append(int(entry.name))
+    return alive
+
+
+def _remove_scratch(tmp: tempfile.TemporaryDirectory, tries: int = 5) -> None:
+    """Remove the host scratch folder, retrying while a dying sandbox process still writes to it."""
+    for attempt in range(tries):
+        try:
+            tmp.cleanup()
+            return
+        except OSError:
+            time.sleep(0.02 * (attempt + 1))
+    shutil.rmtree(tmp.name, ignore_errors=True)  # a leftover temp folder must not fail close()

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pyvision_gym import isolation
+from pyvision_gym import runtime as runtime_mod
 from pyvision_gym.runtime import Runtime
 from pyvision_gym.runtime_config import RuntimeInputError
 
@@ -309,6 +310,40 @@ def test_missing_layer_warns(monkeypatch):
     with pytest.raises(isolation.IsolationError):
         with Runtime(isolation="strict") as rt:
             rt.reset()
+
+
+def test_close_without_bubblewrap_kills_every_sandbox_process_and_removes_scratch(monkeypatch):
+    """The zygote's forked episode processes die with it, not after it, so none still
+    writes into the host scratch folder when close() removes it (a CI failure: ENOTEMPTY)."""
+    monkeypatch.setattr(isolation, "bubblewrap_status", lambda: (None, "bubblewrap (bwrap) is not installed"))
+    with pytest.warns(isolation.IsolationWarning):
+        rt = Runtime()
+        rt.reset()
+        assert rt.run("print(1)").ok
+    pgid, scratch = rt._proc.pid, Path(rt._host_tmp.name)
+    assert scratch.is_dir()
+    rt.close()
+    assert not scratch.exists()
+    assert runtime_mod.group_members_alive(pgid) == []
+
+
+
+def test_scratch_removal_retries_while_a_dying_process_still_writes(tmp_path, monkeypatch):
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory(dir=tmp_path)
+    (Path(tmp.name) / "scratch").mkdir()
+    real, calls = tmp.cleanup, []
+
+    def busy_then_real() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError(errno.ENOTEMPTY, "Directory not empty", "scratch")
+        real()
+
+    monkeypatch.setattr(tmp, "cleanup", busy_then_real)
+    runtime_mod._remove_scratch(tmp)
+    assert len(calls) == 3 and not Path(tmp.name).exists()
 
 
 def test_full_isolation_when_available():
