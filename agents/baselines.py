@@ -233,7 +233,8 @@ class ExpertAgent(Agent):
     def act(self, episodes: Sequence[Episode]) -> list[str]:
         return [
             expert_action(self._family(ep), ep.task, ep.turn, ep.turns[-1][1].text if ep.turns else "",
-                          toolbox=bool(ep.info.get("toolbox")))
+                          toolbox=bool(ep.info.get("toolbox")),
+                          question_reader=bool(ep.info.get("question_reader")))
             for ep in episodes
         ]
 

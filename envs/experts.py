@@ -56,25 +56,44 @@ def split_turns(source: str) -> list[str]:
 # asked for, so the environment knows what to preload.
 _PRELOADED: ContextVar[bool] = ContextVar("expert_helpers_preloaded", default=False)
 _USED: ContextVar[dict[str, None] | None] = ContextVar("expert_helpers_used", default=None)
+# With a question reader as well (``question_reader=True``), the session also holds ``question``
+# and the family's ``read_question(question)`` (``envs/<modality>/experts/question_<family>.py``):
+# the expert's first turn calls it for the parameters it reads from the question instead of
+# restating them, so its programs no longer copy the question's words.
+_READER: ContextVar[bool] = ContextVar("expert_question_reader", default=False)
+_PARAMS: ContextVar[dict[str, Any] | None] = ContextVar("expert_parameters", default=None)
 
 
-def expert_turns(modality: str, name: str, helpers: tuple[str, ...] = (), **params: Any) -> list[str]:
+def expert_turns(modality: str, name: str, helpers: tuple[str, ...] = (), read: tuple[str, ...] = (),
+                 **params: Any) -> list[str]:
     """The code turns of expert ``name`` with its helper files and parameters prepended.
 
     ``params`` become ``NAME = repr(value)`` lines (names must be upper case), so the file
     reads them as constants. Helpers and parameters go before the first turn only: the
     runtime is persistent, later turns still see them. Inside :func:`helpers_preloaded` the
-    helpers are left out (the runtime already defines them).
+    helpers are left out (the runtime already defines them); with its question reader, the
+    parameters named in ``read`` (in the order ``read_question`` returns them) come from
+    ``read_question(question)`` instead of constants.
     """
-    for key in params:
+    for key in (*params, *read):
         if not PARAM_NAME.match(key):
             raise ValueError(f"expert parameter {key!r} must be an UPPER_CASE name")
-    used = _USED.get()
+    if not set(read) <= set(params):
+        raise ValueError(f"expert {name}: read names {sorted(set(read) - set(params))} that are not parameters")
+    reading = bool(read) and _PRELOADED.get() and _READER.get()
+    if reading:
+        helpers = (*helpers, f"question_{name}")
+    used, seen_params = _USED.get(), _PARAMS.get()
     if used is not None:
         used.update(dict.fromkeys(helpers))
+    if seen_params is not None:
+        seen_params.update(params)
     turns = split_turns(expert_source(modality, name))
     shown = () if _PRELOADED.get() else helpers
     head = [expert_source(modality, h).strip() + "\n" for h in shown]
+    if reading:
+        head.append(f"{', '.join(read)} = read_question(question)\n")
+        params = {k: v for k, v in params.items() if k not in read}
     if params:
         head.append("".join(f"{k} = {v!r}\n" for k, v in params.items()))
     turns[0] = "\n\n".join([*head, turns[0]]) if head else turns[0]
@@ -82,24 +101,39 @@ def expert_turns(modality: str, name: str, helpers: tuple[str, ...] = (), **para
 
 
 @contextmanager
-def helpers_preloaded(active: bool = True) -> Iterator[None]:
-    """Within this block experts leave their helper files out (a toolbox runtime holds them)."""
-    token = _PRELOADED.set(active)
+def helpers_preloaded(active: bool = True, question_reader: bool = False) -> Iterator[None]:
+    """Within this block experts leave their helper files out (a toolbox runtime holds them);
+    with ``question_reader`` they call ``read_question(question)`` for what the question says."""
+    token, reader_token = _PRELOADED.set(active), _READER.set(active and question_reader)
     try:
         yield
     finally:
+        _READER.reset(reader_token)
         _PRELOADED.reset(token)
 
 
-def toolbox_helpers(family: TaskFamily, task: Task) -> tuple[str, ...]:
-    """The helper files the family's expert uses for ``task``, in the order it includes them."""
+def toolbox_helpers(family: TaskFamily, task: Task, question_reader: bool = False) -> tuple[str, ...]:
+    """The helper files the family's expert uses for ``task``, in the order it includes them
+    (its question reader last, with ``question_reader``)."""
     used: dict[str, None] = {}
     token = _USED.set(used)
     try:
-        family.expert(task)
+        with helpers_preloaded(True, question_reader):
+            family.expert(task)
     finally:
         _USED.reset(token)
     return tuple(used)
+
+
+def expert_parameters(family: TaskFamily, task: Task) -> dict[str, Any]:
+    """The parameters the family's expert passes its program for ``task`` (what it read from the question)."""
+    params: dict[str, Any] = {}
+    token = _PARAMS.set(params)
+    try:
+        family.expert(task)
+    finally:
+        _PARAMS.reset(token)
+    return params
 
 
 def toolbox_source(modality: str, helpers: tuple[str, ...]) -> str:
@@ -144,9 +178,11 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def expert_action(family: TaskFamily, task: Task, turn: int, last_output: str, toolbox: bool = False) -> str:
+def expert_action(family: TaskFamily, task: Task, turn: int, last_output: str, toolbox: bool = False,
+                  question_reader: bool = False) -> str:
     """The scripted expert's turn ``turn`` (0-based): its code turns, then the answer — the last
-    line the code printed. ``toolbox``: the environment preloaded the helpers."""
-    with helpers_preloaded(toolbox):
+    line the code printed. ``toolbox``: the environment preloaded the helpers (``question_reader``:
+    and the question with its reader)."""
+    with helpers_preloaded(toolbox, question_reader):
         code = family.expert(task)
     return code_action(code[turn]) if turn < len(code) else answer_action(last_line(last_output))

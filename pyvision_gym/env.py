@@ -121,6 +121,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         max_action_chars: int = 65_536,
         toolbox: bool = False,
         prompt_style: str = "default",
+        question_reader: bool = False,
     ) -> None:
         if modality not in ("image", "video"):
             raise ValueError(f"modality must be 'image' or 'video', got {modality!r}")
@@ -158,6 +159,9 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         self.prompt_style = authors_format.check_prompt_style(prompt_style)
         if self.toolbox and self.prompt_style == "pyvision":
             raise ValueError("toolbox=True is described by the default prompt only; use it with prompt_style='default'")
+        self.question_reader = bool(question_reader)
+        if self.question_reader and not self.toolbox:
+            raise ValueError("question_reader=True adds the question and its reader to the toolbox: it needs toolbox=True")
         self.action_space = text_space(self.max_action_chars)
         prompt_room = 16_384
         self.observation_space = gym.spaces.Dict(
@@ -238,7 +242,8 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
             self.prompt = authors_format.build_prompt(task, video_meta, self.show_image, prompts.answer_hint(task))
             self._next_clue = len(task.images) if task.modality == "image" else 0
         else:
-            self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image, tools)
+            self.prompt = prompts.build_prompt(task, self.max_turns, self.max_images, video_meta, self.show_image, tools,
+                                               question_in_session=self.question_reader)
         images: tuple[np.ndarray, ...] = ()
         if task.modality == "image" and self.show_image:
             images = tuple(p if isinstance(p, np.ndarray) else np.asarray(p.convert("RGB")) for p in pixels.values())
@@ -253,14 +258,15 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
     def _load_toolbox(self, task: Any) -> list[str]:
         """Define the family expert's helper functions in the runtime; their signatures."""
         family = self.families[task.family]
-        helpers = toolbox_helpers(family, task)
-        if not helpers:
+        helpers = toolbox_helpers(family, task, self.question_reader)
+        question = f"question = {task.question!r}\n" if self.question_reader else ""
+        if not helpers and not question:
             return []
-        source = toolbox_source(task.modality, helpers)
-        result = self._runtime.run(source)
+        source = toolbox_source(task.modality, helpers) if helpers else ""
+        result = self._runtime.run(question + source)
         if not result.ok:
             raise RuntimeError(f"the toolbox of {task.family} did not load: {result.error}")
-        return toolbox_signatures(source)
+        return toolbox_signatures(source) if helpers else []
 
     def step(self, action: str):
         if self.task is None:
@@ -391,6 +397,7 @@ class PyVisionEnv(gym.Env[dict[str, Any], str]):
         info: dict[str, Any] = {
             "task_id": task.task_id,
             "toolbox": self.toolbox,
+            "question_reader": self.question_reader,
             "family": task.family,
             "turn": self._turn,
             "end_reason": self._end_reason,

@@ -55,8 +55,9 @@ def answer_hint(task: Any) -> str:
 
 
 def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[str, Any] | None, show_image: bool,
-                 tools: list[str] | None = None) -> str:
-    """The first observation's text for ``task`` (``tools``: helper functions already defined)."""
+                 tools: list[str] | None = None, question_in_session: bool = False) -> str:
+    """The first observation's text for ``task`` (``tools``: helper functions already defined;
+    ``question_in_session``: the session holds the question's text as ``question``)."""
     if task.modality == "video":
         what = "a video"
         inputs = VIDEO_INPUTS.format(**video_meta)
@@ -74,6 +75,7 @@ def build_prompt(task: Any, max_turns: int, max_images: int, video_meta: dict[st
         FORMAT.format(what=what),
         inputs,
         ("These helper functions are already defined: " + ", ".join(tools) + "\n") if tools else "",
+        "`question` (str) holds the question below.\n" if question_in_session else "",
         RULES.format(max_turns=max_turns, max_images=max_images),
         f"Question: {task.question.strip()}",
         answer_hint(task),

@@ -115,4 +115,4 @@ class Counting(TaskFamily):
         q = task.question
         colour = next(c for c in dr.SHAPE_COLOURS if f"many {c} " in q)
         shape = next(s for s, p in PLURALS.items() if f" {p} " in q)
-        return expert_turns("image", self.name, helpers=("blob_tools",), COLOUR=colour, SHAPE=shape)
+        return expert_turns("image", self.name, helpers=("blob_tools",), read=("COLOUR", "SHAPE"), COLOUR=colour, SHAPE=shape)

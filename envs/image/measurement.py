@@ -201,4 +201,4 @@ class Measurement(TaskFamily):
             kind, colours = "angle", list(re.findall(r"The (\w+) line and the (\w+) line", q)[0])
         else:
             kind, colours = "area", re.findall(r"area of the (\w+) ", q)[:1]
-        return expert_turns("image", self.name, helpers=("hue_mask",), KIND=kind, COLOURS=colours)
+        return expert_turns("image", self.name, helpers=("hue_mask",), read=("KIND", "COLOURS"), KIND=kind, COLOURS=colours)

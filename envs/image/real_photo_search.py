@@ -131,5 +131,5 @@ class RealPhotoSearch(TaskFamily):
         else:
             ask = "colour" if "What colour" in task.question else "shape"
             helpers = ("blob_tools", "white_tag")
-        return expert_turns("image", self.name, helpers=helpers, ASK=ask, ALPHABET=dr.CODE_ALPHABET,
+        return expert_turns("image", self.name, helpers=helpers, read=("ASK", "OPTIONS"), ASK=ask, ALPHABET=dr.CODE_ALPHABET,
                             OPTIONS=list(task.options or []))

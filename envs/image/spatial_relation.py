@@ -156,5 +156,6 @@ class SpatialRelation(TaskFamily):
         else:
             ask, frame_colour = ("closest" if "closest" in q else "farthest"), ""
             ref = q.split(" the ")[1].split(" (measuring")[0]
-        return expert_turns("image", self.name, helpers=("blob_tools",), ASK=ask, FRAME_COLOUR=frame_colour,
+        return expert_turns("image", self.name, helpers=("blob_tools",),
+                            read=("ASK", "FRAME_COLOUR", "REF", "OPTIONS"), ASK=ask, FRAME_COLOUR=frame_colour,
                             REF=ref, OPTIONS=list(task.options or []))

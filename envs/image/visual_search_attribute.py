@@ -94,4 +94,4 @@ class VisualSearchAttribute(TaskFamily):
         else:
             ask, known = "shape", next(c for c in dr.SHAPE_COLOURS if f"tiny {c} shape" in q)
         return expert_turns("image", self.name, helpers=("blob_tools", "tiny_search"),
-                            ASK=ask, KNOWN=known, OPTIONS=list(task.options or []))
+                            read=("ASK", "KNOWN", "OPTIONS"), ASK=ask, KNOWN=known, OPTIONS=list(task.options or []))

@@ -117,5 +117,5 @@ class VisualSearchRelativePosition(TaskFamily):
         a = next(n for n in named if f"{n[0]} {n[1]}" == first)
         b = next(n for n in named if n != a)
         return expert_turns("image", self.name, helpers=("blob_tools", "tiny_search"),
-                            A_COLOUR=a[0], A_SHAPE=a[1], B_COLOUR=b[0], B_SHAPE=b[1],
+                            read=("A_COLOUR", "A_SHAPE", "B_COLOUR", "B_SHAPE", "OPTIONS"), A_COLOUR=a[0], A_SHAPE=a[1], B_COLOUR=b[0], B_SHAPE=b[1],
                             OPTIONS=list(task.options or DIRECTIONS))

@@ -32,7 +32,7 @@ AGENT_FILE = "pyvision_agent.json"
 MARKER = "exported_from.json"  # written last: a folder without it is an unfinished export
 # Env settings that change what the policy sees. ``prompt_style`` is one too, but it is an agent
 # setting of its own (the VLM agent derives its env override from it).
-ENV_OVERRIDE_KEYS = ("toolbox", "show_image")
+ENV_OVERRIDE_KEYS = ("toolbox", "question_reader", "show_image")
 
 
 class ExportError(ValueError):

@@ -56,7 +56,8 @@ class ExpertScriptAgent(Agent):
             if ep.task is None:
                 raise ValueError(f"episode {ep.episode_id}: the SFT expert needs Episode.task")
             last = ep.turns[-1][1].text if ep.turns else ""
-            out.append(expert_action(get_family(ep.task.family), ep.task, ep.turn, last, bool(ep.info.get("toolbox"))))
+            out.append(expert_action(get_family(ep.task.family), ep.task, ep.turn, last, bool(ep.info.get("toolbox")),
+                                     bool(ep.info.get("question_reader"))))
         return out
 
 
