@@ -51,6 +51,7 @@ def test_expert_episodes_encode_with_the_loss_on_agent_tokens_only(policy):
     cfg = sft_config()
     records = collect_expert_episodes(cfg)
     assert len(records) == 3 and all(r.correct and r.end_reason == "DONE" for r in records)
+    assert all(r.episode.task is None for r in records)  # the tasks' images are let go as episodes end
     for record in records:
         traj = record_trajectory(codec, record)
         actions = [a for a, _ in record.episode.turns]
