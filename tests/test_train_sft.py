@@ -112,3 +112,22 @@ def test_expert_turns_longer_than_max_new_tokens_are_refused(tmp_path_factory):
     cfg.rollout.max_new_tokens = longest - 1
     with pytest.raises(ValueError, match=rf"up to {longest} tokens but rollout.max_new_tokens is {longest - 1}"):
         expert_trajectories(cfg, codec)
+
+
+def test_final_turn_weight_weighs_the_answer_turn_only():
+    import types
+
+    import torch
+
+    from pyvision_gym.train.sft import final_turn_mask, nll_loss
+
+    mask = torch.tensor([[0, 0, 1, 1, 0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0, 0, 0, 0, 0]], dtype=torch.float32)
+    final = final_turn_mask(mask)
+    assert final.int().tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 0, 0, 0, 0, 0]]
+    logp = -torch.arange(20, dtype=torch.float32).reshape(2, 10) / 10
+    stub = types.SimpleNamespace(reduce=lambda loss, m, counts, mode: (loss * m).sum() / m.sum())  # token mean
+    batch = types.SimpleNamespace(loss_mask=mask)
+    plain, _ = nll_loss(stub)(batch, logp, None, None)
+    weighted, _ = nll_loss(stub, 5.0)(batch, logp, None, None)
+    assert torch.isclose(plain, (-logp * mask).sum() / mask.sum())
+    assert torch.isclose(weighted, (-logp * (mask + 4 * final)).sum() / mask.sum())

@@ -185,6 +185,10 @@ class SFTConfig:
     """``constant``, or ``cosine``: from ``lr`` down to ``lr / 10`` over the SFT's optimiser steps."""
     batch_size: int = 8
     """Trajectories per optimiser step."""
+    final_turn_weight: float = 1.0
+    """Loss weight of each episode's last turn (the final answer) relative to the other tokens.
+    The answer is a few tokens among hundreds of code: a small model learns to write the code
+    and still answers with a wrong copy of what it printed unless the answer weighs more."""
 
 
 @dataclass

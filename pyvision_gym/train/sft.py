@@ -150,11 +150,24 @@ def turn_lengths(mask: np.ndarray) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- training
-def nll_loss(learner: Learner) -> Any:
-    """The SFT loss for :meth:`Learner.optimizer_step`: mean token NLL over the mini-batch."""
+def final_turn_mask(loss_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` bool: the tokens of each row's last generated turn (its last run of 1s)."""
+    mask = loss_mask.bool()
+    pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last_one = torch.where(mask, pos, -1).max(dim=1, keepdim=True).values
+    gap_before = torch.where(~mask & (pos < last_one), pos, -1).max(dim=1, keepdim=True).values
+    return mask & (pos > gap_before)
+
+
+def nll_loss(learner: Learner, final_turn_weight: float = 1.0) -> Any:
+    """The SFT loss for :meth:`Learner.optimizer_step`: mean token NLL over the mini-batch, the
+    last turn's tokens (the answer) weighted ``final_turn_weight`` times the others."""
 
     def loss(batch: Batch, logp: torch.Tensor, entropy: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, dict[str, float]]:
-        return learner.reduce(-logp, batch.loss_mask, counts, "token_mean"), {}
+        nll = -logp
+        if final_turn_weight != 1.0:
+            nll = nll * (1.0 + (final_turn_weight - 1.0) * final_turn_mask(batch.loss_mask).to(nll.dtype))
+        return learner.reduce(nll, batch.loss_mask, counts, "token_mean"), {}
 
     return loss
 
@@ -182,11 +195,13 @@ def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed:
         raise ValueError("SFT needs at least one expert trajectory (none was collected or all were wrong)")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"sft.lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
+    if cfg.final_turn_weight <= 0:
+        raise ValueError(f"sft.final_turn_weight must be > 0, got {cfg.final_turn_weight}")
     optimizer = learner.make_optimizer(cfg.lr)
     total = cfg.epochs * math.ceil(len(trajs) / max(1, cfg.batch_size))
     if cfg.lr_schedule == "cosine":  # lr -> lr / 10 over the run (torch's scheduler, stepped per update)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total), eta_min=cfg.lr / 10)
-    loss = nll_loss(learner)
+    loss = nll_loss(learner, cfg.final_turn_weight)
     out = []
     bar = tqdm(range(cfg.epochs), desc=f"SFT on {len(trajs)} expert episodes", unit="epoch", dynamic_ncols=True, disable=learner.rank != 0)
     for epoch in bar:
