@@ -1,16 +1,16 @@
 """``reference``: the reference agent, a tiny Qwen2.5-VL trained by this project's trainer.
 
-The model folder ``agents/checkpoints/reference`` is written by ``pyvision-gym export`` from a
-``pyvision-gym train --config reference`` run. It is not shipped yet: the tiny model trained
-that way does not beat the ``direct`` baseline (the README's "The reference agent" gives the
-measurements); until it does, the spec says how to make the folder.
+The model folder ``agents/checkpoints/reference`` was written by ``pyvision-gym export`` from a
+``pyvision-gym train --config reference`` run; its model card (``README.md`` beside the
+weights) gives the commands, the data, the wall time and its scores.
 
 The agent is the VLM agent on the transformers backend over that folder, with the settings the
-folder's ``pyvision_agent.json`` records: up to 512 new tokens a turn (greedy), and the
+folder's ``pyvision_agent.json`` records: up to 640 new tokens a turn (greedy), and the
 environment settings it was trained with, which the evaluation applies on top of the suite's
 and records with the run (the leaderboard notes them): ``toolbox=True`` (the family's helper
-functions preloaded and listed in the prompt) and ``show_image=False`` (no image in the prompt;
-it looks through code). ``vlm:hf:agents/checkpoints/reference`` is the same agent.
+functions preloaded and listed in the prompt), ``question_reader=True`` (the question's text and
+the family's ``read_question(question)`` in the session) and ``show_image=False`` (no image in
+the prompt; it looks through code). ``vlm:hf:agents/checkpoints/reference`` is the same agent.
 """
 
 from __future__ import annotations

@@ -131,3 +131,24 @@ def test_final_turn_weight_weighs_the_answer_turn_only():
     weighted, _ = nll_loss(stub, 5.0)(batch, logp, None, None)
     assert torch.isclose(plain, (-logp * mask).sum() / mask.sum())
     assert torch.isclose(weighted, (-logp * (mask + 4 * final)).sum() / mask.sum())
+
+
+def test_answer_windows_keep_the_answer_turn_and_a_short_context_without_cutting_an_image():
+    from pyvision_gym.train.config import SFTConfig
+    from pyvision_gym.train.sft import answer_windows, epoch_batches
+    from pyvision_gym.train.trajectory import Trajectory
+
+    ids = np.arange(100, 120)
+    mask = np.array([0] * 6 + [1] * 4 + [0] * 6 + [1] * 4, np.uint8)  # prompt, code turn, output, answer
+    traj = Trajectory(ids=ids, loss_mask=mask, sampler_logp=np.zeros(20, np.float32), prompt_len=6, task_id="t")
+    (win,) = answer_windows([traj], window=3, image_token_id=7)  # 3 tokens before the code turn
+    assert win.ids.tolist() == list(range(103, 120)) and win.loss_mask.tolist() == [0] * 13 + [1] * 4
+    assert win.prompt_len == 13 and win.task_id == "t#answer"
+    with_image = Trajectory(ids=np.where(np.arange(20) == 14, 7, ids), loss_mask=mask, sampler_logp=np.zeros(20, np.float32))
+    (short,) = answer_windows([with_image], window=8, image_token_id=7)
+    assert short.ids.tolist() == [115, 116, 117, 118, 119] and short.loss_mask.sum() == 4  # starts after the image
+    cfg = SFTConfig(batch_size=4, answer_window=3, answer_repeats=3, answer_batch_size=5)
+    batches = epoch_batches(10, 10, cfg, seed=0, epoch=0)
+    assert sorted(j for kind, b in batches if kind == "full" for j in b) == list(range(10))
+    assert sorted(j for kind, b in batches if kind == "window" for j in b) == sorted(list(range(10)) * 3)
+    assert batches == epoch_batches(10, 10, cfg, seed=0, epoch=0) != epoch_batches(10, 10, cfg, seed=0, epoch=1)

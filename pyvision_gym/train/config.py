@@ -189,6 +189,14 @@ class SFTConfig:
     """Loss weight of each episode's last turn (the final answer) relative to the other tokens.
     The answer is a few tokens among hundreds of code: a small model learns to write the code
     and still answers with a wrong copy of what it printed unless the answer weighs more."""
+    answer_window: int = 0
+    """Besides the full episodes, train on each episode's last two turns (the code that printed
+    the result and the answer) with this many tokens before them as context, the loss on the
+    answer alone (0: off): many cheaper examples of copying the printed result."""
+    answer_repeats: int = 1
+    """How many times each answer window is seen per epoch."""
+    answer_batch_size: int = 64
+    """Answer windows per optimiser step (they are short, so they batch apart from full episodes)."""
 
 
 @dataclass

@@ -17,7 +17,6 @@ so they do not replay the RL run's prompts.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -159,6 +158,39 @@ def final_turn_mask(loss_mask: torch.Tensor) -> torch.Tensor:
     return mask & (pos > gap_before)
 
 
+def _turn_starts(mask: np.ndarray) -> np.ndarray:
+    """Start indices of the runs of 1 in a loss mask (the generated turns)."""
+    padded = np.concatenate([[0], mask.astype(np.int8)])
+    return np.flatnonzero(np.diff(padded) == 1)
+
+
+def answer_windows(trajs: Sequence[Trajectory], window: int, image_token_id: int) -> list[Trajectory]:
+    """Each trajectory's last two turns (the code that printed the result, and the answer that
+    copies it), with ``window`` tokens before them as context and the loss on the answer alone:
+    short, cheap examples of copying the printed result, with the earlier tool output in view
+    so that the copy is of the latest one. The context starts after the last image, so no image
+    is cut in two."""
+    out = []
+    for traj in trajs:
+        mask = np.asarray(traj.loss_mask, np.int8)
+        starts = _turn_starts(mask)
+        if not len(starts):
+            continue
+        begin = int(starts[-1])
+        start = max(0, int(starts[-2] if len(starts) > 1 else begin) - window)
+        pads = np.flatnonzero(traj.ids[:begin] == image_token_id)
+        if len(pads):
+            start = max(start, int(pads[-1]) + 1)
+        keep = np.zeros(len(traj.ids) - start, np.uint8)
+        keep[begin - start:] = mask[begin:]
+        out.append(Trajectory(
+            ids=traj.ids[start:].copy(), loss_mask=keep, sampler_logp=np.zeros(len(keep), np.float32),
+            prompt_len=begin - start, turns=1, reward=traj.reward, accuracy=traj.accuracy, correct=traj.correct,
+            task_id=f"{traj.task_id}#answer",
+        ))
+    return out
+
+
 def nll_loss(learner: Learner, final_turn_weight: float = 1.0) -> Any:
     """The SFT loss for :meth:`Learner.optimizer_step`: mean token NLL over the mini-batch, the
     last turn's tokens (the answer) weighted ``final_turn_weight`` times the others."""
@@ -188,17 +220,36 @@ def mean_nll(learner: Learner, trajs: Sequence[Trajectory]) -> float:
     return nll / max(tokens, 1.0)
 
 
+def epoch_batches(n_full: int, n_windows: int, cfg: SFTConfig, seed: int, epoch: int) -> list[tuple[str, list[int]]]:
+    """One epoch's batches in a shuffled order: ``("full", indices)`` of ``cfg.batch_size``
+    trajectories and ``("window", indices)`` of ``cfg.answer_batch_size`` answer windows, each
+    window ``cfg.answer_repeats`` times (short sequences batch together: no padding to episodes)."""
+    rng = np.random.default_rng([seed, epoch])
+    full, size = rng.permutation(n_full), max(1, cfg.batch_size)
+    batches = [("full", full[i : i + size].tolist()) for i in range(0, n_full, size)]
+    if n_windows:
+        windows = np.concatenate([rng.permutation(n_windows) for _ in range(cfg.answer_repeats)])
+        wsize = max(1, cfg.answer_batch_size)
+        batches += [("window", windows[i : i + wsize].tolist()) for i in range(0, len(windows), wsize)]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
 def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed: int = 0) -> list[dict[str, float]]:
     """``cfg.epochs`` shuffled passes of NLL steps (``cfg.batch_size`` trajectories each) at
-    ``cfg.lr``; one metrics dict per epoch (``sft/loss``, ``sft/grad_norm``, ...)."""
+    ``cfg.lr``, with the answer windows (``cfg.answer_window``) in batches of their own; one
+    metrics dict per epoch (``sft/loss``, ``sft/grad_norm``, ...)."""
     if not trajs:
         raise ValueError("SFT needs at least one expert trajectory (none was collected or all were wrong)")
     if cfg.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"sft.lr_schedule must be 'constant' or 'cosine', got {cfg.lr_schedule!r}")
     if cfg.final_turn_weight <= 0:
         raise ValueError(f"sft.final_turn_weight must be > 0, got {cfg.final_turn_weight}")
+    if cfg.answer_window < 0 or cfg.answer_repeats < 1 or cfg.answer_batch_size < 1:
+        raise ValueError("sft.answer_window must be >= 0, sft.answer_repeats and sft.answer_batch_size >= 1")
+    windows = answer_windows(trajs, cfg.answer_window, learner.codec.image_token_id) if cfg.answer_window else []
     optimizer = learner.make_optimizer(cfg.lr)
-    total = cfg.epochs * math.ceil(len(trajs) / max(1, cfg.batch_size))
+    total = cfg.epochs * len(epoch_batches(len(trajs), len(windows), cfg, seed, 0))
     if cfg.lr_schedule == "cosine":  # lr -> lr / 10 over the run (torch's scheduler, stepped per update)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total), eta_min=cfg.lr / 10)
     loss = nll_loss(learner, cfg.final_turn_weight)
@@ -206,11 +257,10 @@ def run_sft(learner: Learner, trajs: Sequence[Trajectory], cfg: SFTConfig, seed:
     bar = tqdm(range(cfg.epochs), desc=f"SFT on {len(trajs)} expert episodes", unit="epoch", dynamic_ncols=True, disable=learner.rank != 0)
     for epoch in bar:
         t0 = time.perf_counter()
-        order = np.random.default_rng([seed, epoch]).permutation(len(trajs))
         totals: dict[str, float] = {}
         steps = 0
-        for i in range(0, len(order), max(1, cfg.batch_size)):
-            batch = [trajs[j] for j in order[i : i + cfg.batch_size]]
+        for kind, indices in epoch_batches(len(trajs), len(windows), cfg, seed, epoch):
+            batch = [(trajs if kind == "full" else windows)[j] for j in indices]
             for k, v in learner.optimizer_step(batch, loss, optimizer, temperature=1.0).items():
                 totals[k] = totals.get(k, 0.0) + v
             steps += 1
