@@ -41,11 +41,10 @@ suites_app = typer.Typer(no_args_is_help=True, help="List, freeze and verify eva
 app.add_typer(suites_app, name="suites")
 
 DEMO_AGENTS = ("random", "direct", "expert", "full-video")
-# The agents each demo suite is played by: the baselines, and on images the shipped trained agent
-# (the classic-RL SB3 macro policy, image-only). The reference VLM agent joins once its
-# checkpoint is in the repository (agents/checkpoints/reference; see the README).
+# The agents each demo suite is played by: the baselines, and on images the shipped trained
+# agents (the classic-RL SB3 macro policy and the reference VLM agent, both image-only).
 DEMO_RUNS = {
-    "demo-image-v0": ("random", "direct", "expert", "sb3"),
+    "demo-image-v0": ("random", "direct", "expert", "sb3", "reference"),
     "demo-video-v0": ("random", "direct", "expert", "full-video"),
 }
 SERVE = "pyvision_gym.agents.serve:serve"
@@ -63,7 +62,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where the demo's runs, leaderboard and viewers go."),
     runtime_only: bool = typer.Option(False, "--runtime-only", help="Only walk through the sandboxed runtime."),
 ) -> None:
-    """Run the baselines and the shipped SB3 policy on the embedded demo suites and print the leaderboard."""
+    """Run the baselines, the shipped SB3 policy and the reference agent on the embedded demo suites and print the leaderboard."""
     run_demo(timeout=3.0)
     if runtime_only:
         return
