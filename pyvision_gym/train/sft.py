@@ -141,11 +141,17 @@ def expert_trajectories(cfg: TrainConfig, codec: Any) -> tuple[list[Trajectory],
     return kept, stats
 
 
-def turn_lengths(mask: np.ndarray) -> list[int]:
-    """Lengths of the runs of 1 in a loss mask (the generated turns)."""
+def turn_spans(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and (exclusive) ends of the runs of 1 in a loss mask (the generated turns)."""
     padded = np.concatenate([[0], np.asarray(mask, np.int8), [0]])
     edges = np.flatnonzero(np.diff(padded))
-    return (edges[1::2] - edges[::2]).tolist()
+    return edges[::2], edges[1::2]
+
+
+def turn_lengths(mask: np.ndarray) -> list[int]:
+    """Lengths of the runs of 1 in a loss mask (the generated turns)."""
+    starts, ends = turn_spans(mask)
+    return (ends - starts).tolist()
 
 
 # ----------------------------------------------------------------------------- training
@@ -158,12 +164,6 @@ def final_turn_mask(loss_mask: torch.Tensor) -> torch.Tensor:
     return mask & (pos > gap_before)
 
 
-def _turn_starts(mask: np.ndarray) -> np.ndarray:
-    """Start indices of the runs of 1 in a loss mask (the generated turns)."""
-    padded = np.concatenate([[0], mask.astype(np.int8)])
-    return np.flatnonzero(np.diff(padded) == 1)
-
-
 def answer_windows(trajs: Sequence[Trajectory], window: int, image_token_id: int) -> list[Trajectory]:
     """Each trajectory's last two turns (the code that printed the result, and the answer that
     copies it), with ``window`` tokens before them as context and the loss on the answer alone:
@@ -172,8 +172,8 @@ def answer_windows(trajs: Sequence[Trajectory], window: int, image_token_id: int
     is cut in two."""
     out = []
     for traj in trajs:
-        mask = np.asarray(traj.loss_mask, np.int8)
-        starts = _turn_starts(mask)
+        mask = np.asarray(traj.loss_mask, np.uint8)
+        starts, _ = turn_spans(mask)
         if not len(starts):
             continue
         begin = int(starts[-1])
